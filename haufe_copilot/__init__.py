@@ -1,0 +1,76 @@
+"""Haufe Copilot for Python: the shared core client.
+
+`HaufeCopilotClient` and `AsyncHaufeCopilotClient` speak the Haufe Copilot APIs; the wire
+types are in `haufe_copilot.types`, the errors in `haufe_copilot.errors`. The LangChain and
+LlamaIndex integrations (`langchain_haufe`, `llama_index_haufe`) and the local emulator
+(`haufe_copilot.emulator`) are separate imports, so importing this package loads neither a
+framework nor a web server.
+"""
+
+from . import errors, types
+from ._async_client import AsyncHaufeCopilotClient
+from ._base_client import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, USER_AGENT
+from ._client import HaufeCopilotClient
+from ._streaming import AsyncStream, Stream
+from ._version import __version__
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConflictError,
+    GatewayTimeoutError,
+    HaufeCopilotError,
+    InternalServerError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseTooLargeError,
+    ServiceUnavailableError,
+    UnprocessableEntityError,
+)
+from .resources.assistant import AssistantStream, AsyncAssistantStream
+from .types import AssistantAnswer, Source, StreamChunk
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_TIMEOUT",
+    "USER_AGENT",
+    "APIConnectionError",
+    "APIError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AssistantAnswer",
+    "AssistantStream",
+    "AsyncAssistantStream",
+    "AsyncHaufeCopilotClient",
+    "AsyncStream",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConflictError",
+    "GatewayTimeoutError",
+    "HaufeCopilotClient",
+    "HaufeCopilotError",
+    "InternalServerError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseTooLargeError",
+    "ServiceUnavailableError",
+    "Source",
+    "Stream",
+    "StreamChunk",
+    "UnprocessableEntityError",
+    "__version__",
+    "errors",
+    "types",
+]

@@ -1,0 +1,251 @@
+"""The asynchronous client: `AsyncHaufeCopilotClient`."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncGenerator, Callable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+
+from ._base_client import (
+    MAX_ERROR_BODY_BYTES,
+    BaseClient,
+    TokenProvider,
+    check_body_size,
+    transport_error,
+)
+from ._ndjson import DEFAULT_MAX_LINE_BYTES, NDJSONDecoder
+from ._protocol import RequestSpec
+from ._retry import retry_delay
+from .errors import APIError
+from .resources.assistant import AsyncAssistant
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+T = TypeVar("T")
+
+__all__ = ["AsyncHaufeCopilotClient"]
+
+
+async def _close_with_loop(
+    http: httpx.AsyncClient, forget: Callable[[], object]
+) -> AsyncGenerator[None, None]:
+    """Parked at its `yield` while its loop runs; the loop's `shutdown_asyncgens()` (which
+    `asyncio.run` and `asyncio.Runner` call before closing the loop) closes it, and with it the
+    pool, while the loop can still run the sockets' close."""
+    try:
+        yield
+    finally:
+        forget()
+        await http.aclose()
+
+
+class _PoolPerLoop:
+    """One `httpx.AsyncClient` per event loop: a pool is never shared across loops, and each is
+    closed when its loop shuts down, so `asyncio.run` many times over leaves nothing open."""
+
+    def __init__(self, make: Callable[[], httpx.AsyncClient]) -> None:
+        self._make = make
+        self._pools: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, AsyncGenerator[None, None]]
+        ] = weakref.WeakKeyDictionary()
+
+    async def get(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        entry = self._pools.get(loop)
+        if entry is not None and not entry[0].is_closed:
+            return entry[0]
+        http = self._make()
+        closer = _close_with_loop(http, lambda: self._pools.pop(loop, None))
+        await closer.__anext__()  # registers it with the loop's async-generator shutdown
+        self._pools[loop] = (http, closer)
+        return http
+
+    async def aclose_current(self) -> None:
+        entry = self._pools.get(asyncio.get_running_loop())
+        if entry is not None:
+            await entry[1].aclose()
+
+
+class AsyncHaufeCopilotClient(BaseClient):
+    """An asynchronous client for Haufe Copilot (configuration as `HaufeCopilotClient`).
+
+    >>> async with AsyncHaufeCopilotClient(api_key="sk-...") as client:
+    ...     answer = await client.assistant.chat(assistant_id="...", messages=[...])
+    ...     async for chunk in client.assistant.stream(assistant_id="...", messages=[...]):
+    ...         print(chunk.delta.content, end="")
+
+    One client may serve several event loops (one after the other or in several threads): it
+    keeps one connection pool per loop and closes each when its loop shuts down. An
+    `http_client` passed in is used as it is, on the loop it belongs to, and never closed here.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        platform_api_key: str | None = None,
+        platform_base_url: str | None = None,
+        token_provider: TokenProvider | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int = 2,
+        default_headers: Mapping[str, str] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        allow_insecure_http: bool = False,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        max_response_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        super().__init__(
+            api_key=api_key,
+            base_url=base_url,
+            platform_api_key=platform_api_key,
+            platform_base_url=platform_base_url,
+            token_provider=token_provider,
+            timeout=timeout,
+            max_retries=max_retries,
+            default_headers=default_headers,
+            allow_insecure_http=allow_insecure_http,
+            max_line_bytes=max_line_bytes,
+            max_response_bytes=max_response_bytes,
+        )
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+            raise TypeError(
+                f"http_client must be an httpx.AsyncClient, not {type(http_client).__name__} "
+                "(use HaufeCopilotClient for an httpx.Client)."
+            )
+        self._given_http = http_client
+        timeout_config = self._config.timeout
+        self._pools = _PoolPerLoop(lambda: httpx.AsyncClient(timeout=timeout_config, follow_redirects=False))
+        self.assistant = AsyncAssistant(self)
+
+    def with_options(self, **changes: Any) -> AsyncHaufeCopilotClient:
+        """A client with some options changed (`timeout`, `max_retries`, ...)."""
+        copy = AsyncHaufeCopilotClient(**self._options(**changes), http_client=self._given_http)
+        copy._pools = self._pools  # share the pools: same loops, same connections
+        return copy
+
+    async def aclose(self) -> None:
+        """Close this event loop's connection pool (other loops close theirs when they end)."""
+        await self._pools.aclose_current()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # -- I/O --------------------------------------------------------------------------------
+
+    async def _http(self) -> httpx.AsyncClient:
+        return self._given_http if self._given_http is not None else await self._pools.get()
+
+    async def _open(self, spec: RequestSpec, timeout: httpx.Timeout | None) -> httpx.Response:
+        """Send one attempt; a response with a 2xx status, its body not yet read."""
+        http = await self._http()
+        request = self._build_request(http, spec, timeout)
+        started = self._log_request(request)
+        response = await http.send(request, stream=True)
+        self._log_response(request, response, started)
+        if response.is_success:
+            return response
+        try:
+            body = bytearray()
+            async for data in response.aiter_bytes():
+                body += data
+                if len(body) >= MAX_ERROR_BODY_BYTES:
+                    break
+        finally:
+            await response.aclose()
+        raise self._status_error(response, bytes(body))
+
+    async def _request(
+        self, spec: RequestSpec, parse: Callable[[bytes], T], timeout: httpx.Timeout | None
+    ) -> T:
+        """A blocking call with retries (SPEC §2): retried only before the body's first byte."""
+        retries_done = 0
+        while True:
+            received = 0
+            try:
+                response = await self._open(spec, timeout)
+                try:
+                    body = bytearray()
+                    async for data in response.aiter_bytes():
+                        received += len(data)
+                        body += data
+                        check_body_size(received, self._config.max_response_bytes)
+                finally:
+                    await response.aclose()
+                return parse(bytes(body))
+            except httpx.TransportError as exc:
+                error: APIError = transport_error(exc)
+            except APIError as exc:
+                error = exc
+            delay = (
+                None
+                if received
+                else retry_delay(
+                    error,
+                    retries_done=retries_done,
+                    max_retries=self._config.max_retries,
+                    continues_thread=spec.continues_thread,
+                )
+            )
+            if delay is None:
+                raise error
+            self._log_retry(error, delay, retries_done, self._config.max_retries)
+            await asyncio.sleep(delay)
+            retries_done += 1
+
+    async def _iterate(
+        self,
+        spec: RequestSpec,
+        convert: Callable[[dict[str, Any]], T],
+        text_of: Callable[[T], str],
+        timeout: httpx.Timeout | None,
+    ) -> AsyncGenerator[T, None]:
+        """Stream items; retried only before the first item reached the caller (SPEC §2)."""
+        retries_done = 0
+        delivered: list[str] = []
+        while True:
+            response: httpx.Response | None = None
+            try:
+                response = await self._open(spec, timeout)
+                decoder = NDJSONDecoder(self._config.max_line_bytes)
+                async for data in response.aiter_bytes():
+                    for obj in decoder.feed(data):
+                        item = convert(obj)
+                        delivered.append(text_of(item))
+                        yield item
+                for obj in decoder.close():
+                    item = convert(obj)
+                    delivered.append(text_of(item))
+                    yield item
+                return
+            except httpx.TransportError as exc:
+                error: APIError = transport_error(exc)
+            except APIError as exc:
+                error = exc
+            finally:
+                if response is not None:
+                    await response.aclose()
+            if delivered:
+                error.partial = "".join(delivered)
+                raise error
+            delay = retry_delay(
+                error,
+                retries_done=retries_done,
+                max_retries=self._config.max_retries,
+                continues_thread=spec.continues_thread,
+            )
+            if delay is None:
+                raise error
+            self._log_retry(error, delay, retries_done, self._config.max_retries)
+            await asyncio.sleep(delay)
+            retries_done += 1

@@ -1,0 +1,359 @@
+"""Configuration and the transport-independent half of both clients.
+
+`ClientConfig` resolves arguments and environment variables once; `BaseClient` turns a
+`RequestSpec` into URL, headers and body, maps httpx's exceptions onto ours and logs without
+credentials. The sync and async clients add only the I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from ._logging import configure_from_environment, logger, redacted_headers
+from ._ndjson import DEFAULT_MAX_LINE_BYTES
+from ._protocol import RequestSpec, check_header_value
+from ._version import __version__
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    ConfigurationError,
+    ResponseTooLargeError,
+    error_from_response,
+)
+
+DEFAULT_BASE_URL = "https://api.haufe.ai"
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+DEFAULT_MAX_RETRIES = 2
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+# An error body is only read for its message: a proxy's huge page must not fill memory.
+MAX_ERROR_BODY_BYTES = 1024 * 1024
+USER_AGENT = f"haufe-copilot-python/{__version__}"
+
+TokenProvider = Callable[[], "str | Awaitable[str]"]
+T = TypeVar("T")
+
+configure_from_environment()
+
+
+class _NotGiven:
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+NOT_GIVEN: Any = _NotGiven()
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything a client needs to know, resolved and checked once."""
+
+    api_key: str | None = field(repr=False)
+    base_url: str
+    platform_api_key: str | None = field(repr=False)
+    platform_base_url: str
+    token_provider: TokenProvider | None = field(repr=False)
+    timeout: httpx.Timeout
+    max_retries: int
+    default_headers: Mapping[str, str]
+    allow_insecure_http: bool
+    max_line_bytes: int
+    max_response_bytes: int
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        api_key: str | None,
+        base_url: str | None,
+        platform_api_key: str | None,
+        platform_base_url: str | None,
+        token_provider: TokenProvider | None,
+        timeout: float | httpx.Timeout | None,
+        max_retries: int,
+        default_headers: Mapping[str, str] | None,
+        allow_insecure_http: bool,
+        max_line_bytes: int,
+        max_response_bytes: int,
+    ) -> ClientConfig:
+        api_key = api_key if api_key is not None else os.environ.get("HAUFE_COPILOT_API_KEY") or None
+        if api_key is None and platform_api_key is None and token_provider is None:
+            raise ConfigurationError(
+                "No API key: pass api_key=... or set the HAUFE_COPILOT_API_KEY environment variable "
+                "(for the local emulator the key is sk-emulator-dev)."
+            )
+        base = _normalise_url(
+            base_url or os.environ.get("HAUFE_COPILOT_BASE_URL") or DEFAULT_BASE_URL, "base_url"
+        )
+        platform_base = _normalise_url(
+            platform_base_url or os.environ.get("HAUFE_COPILOT_PLATFORM_BASE_URL") or base,
+            "platform_base_url",
+        )
+        for name, url in (("base_url", base), ("platform_base_url", platform_base)):
+            if not allow_insecure_http and not _is_safe_origin(url):
+                raise ConfigurationError(
+                    f"Refusing to send credentials over plain http to {urlsplit(url).hostname} "
+                    f"({name}={url!r}): use https, or pass allow_insecure_http=True if this "
+                    "network is trusted. Plain http is accepted for loopback addresses."
+                )
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ConfigurationError(f"max_retries must be a whole number >= 0, not {max_retries!r}.")
+        for name, value in (("max_line_bytes", max_line_bytes), ("max_response_bytes", max_response_bytes)):
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigurationError(f"{name} must be a positive number of bytes, not {value!r}.")
+        headers = {str(k): check_header_value(str(k), v) for k, v in (default_headers or {}).items()}
+        return cls(
+            api_key=api_key,
+            base_url=base,
+            platform_api_key=platform_api_key if platform_api_key is not None else api_key,
+            platform_base_url=platform_base,
+            token_provider=token_provider,
+            timeout=_as_timeout(timeout),
+            max_retries=max_retries,
+            default_headers=headers,
+            allow_insecure_http=allow_insecure_http,
+            max_line_bytes=max_line_bytes,
+            max_response_bytes=max_response_bytes,
+        )
+
+
+def _as_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
+    if timeout is None:
+        return DEFAULT_TIMEOUT
+    if isinstance(timeout, httpx.Timeout):
+        return timeout
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0:
+        return httpx.Timeout(float(timeout), connect=min(float(timeout), DEFAULT_TIMEOUT.connect or 5.0))
+    raise ConfigurationError(
+        f"timeout must be a positive number of seconds or an httpx.Timeout, not {timeout!r}."
+    )
+
+
+def _normalise_url(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"{name} must be an http(s) URL such as https://api.haufe.ai, not {url!r}.")
+    if parts.query or parts.fragment:
+        raise ConfigurationError(f"{name} must not have a query or fragment: {url!r}.")
+    return url.rstrip("/")
+
+
+def _is_safe_origin(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    host = parts.hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def display_url(url: httpx.URL) -> str:
+    """A URL fit for messages and logs: no user info."""
+    return str(url.copy_with(username=None, password=None)) if url.userinfo else str(url)
+
+
+def transport_error(exc: httpx.TransportError) -> APIConnectionError:
+    """Our error for an httpx transport failure; `request_sent` tells whether the server may have it."""
+    try:
+        where = display_url(exc.request.url)
+    except RuntimeError:  # an exception raised without a request attached
+        where = "the server"
+    reason = str(exc) or type(exc).__name__
+    error: APIConnectionError
+    if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
+        error = APITimeoutError(f"Timed out connecting to {where} ({reason}).", request_sent=False)
+    elif isinstance(exc, httpx.TimeoutException):
+        error = APITimeoutError(f"No answer from {where} within the timeout ({reason}).")
+    elif isinstance(exc, httpx.ConnectError):
+        error = APIConnectionError(f"Could not connect to {where} ({reason}).", request_sent=False)
+    else:
+        error = APIConnectionError(
+            f"The connection to {where} failed before the answer was complete ({reason})."
+        )
+    error.__cause__ = exc
+    return error
+
+
+def check_body_size(received: int, limit: int) -> None:
+    if received > limit:
+        raise ResponseTooLargeError(f"The answer exceeded max_response_bytes={limit} bytes.")
+
+
+def read_error_body(chunks: list[bytes]) -> bytes:
+    return b"".join(chunks)[:MAX_ERROR_BODY_BYTES]
+
+
+class BaseClient:
+    """Configuration, request assembly and logging shared by both clients."""
+
+    _config: ClientConfig
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        platform_api_key: str | None = None,
+        platform_base_url: str | None = None,
+        token_provider: TokenProvider | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        default_headers: Mapping[str, str] | None = None,
+        allow_insecure_http: bool = False,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        self._config = ClientConfig.resolve(
+            api_key=api_key,
+            base_url=base_url,
+            platform_api_key=platform_api_key,
+            platform_base_url=platform_base_url,
+            token_provider=token_provider,
+            timeout=timeout,
+            max_retries=max_retries,
+            default_headers=default_headers,
+            allow_insecure_http=allow_insecure_http,
+            max_line_bytes=max_line_bytes,
+            max_response_bytes=max_response_bytes,
+        )
+
+    # Public read-only views of the configuration (never the keys).
+    @property
+    def base_url(self) -> str:
+        return self._config.base_url
+
+    @property
+    def platform_base_url(self) -> str:
+        return self._config.platform_base_url
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        return self._config.timeout
+
+    @property
+    def max_retries(self) -> int:
+        return self._config.max_retries
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(base_url={self._config.base_url!r}, "
+            f"max_retries={self._config.max_retries}, api_key={'<set>' if self._config.api_key else None})"
+        )
+
+    def __getstate__(self) -> Any:
+        raise TypeError(
+            f"{type(self).__name__} holds open connections and cannot be pickled; "
+            "pickle its configuration and build a new client instead."
+        )
+
+    def _options(self, **changes: Any) -> dict[str, Any]:
+        """Constructor arguments for a copy of this client with some options changed."""
+        allowed = {"timeout", "max_retries", "default_headers", "max_line_bytes", "max_response_bytes"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ConfigurationError(f"with_options() takes only {sorted(allowed)}, not {sorted(unknown)}.")
+        config = self._config
+        options: dict[str, Any] = {
+            "api_key": config.api_key,
+            "base_url": config.base_url,
+            "platform_api_key": config.platform_api_key,
+            "platform_base_url": config.platform_base_url,
+            "token_provider": config.token_provider,
+            "timeout": config.timeout,
+            "max_retries": config.max_retries,
+            "default_headers": config.default_headers,
+            "allow_insecure_http": config.allow_insecure_http,
+            "max_line_bytes": config.max_line_bytes,
+            "max_response_bytes": config.max_response_bytes,
+        }
+        if "default_headers" in changes:
+            changes["default_headers"] = {**config.default_headers, **changes["default_headers"]}
+        options.update(changes)
+        return options
+
+    def _url(self, spec: RequestSpec) -> str:
+        base = self._config.base_url if spec.api == "assistant" else self._config.platform_base_url
+        return base + spec.path
+
+    def _headers(self, spec: RequestSpec, bearer_token: str | None = None) -> dict[str, str]:
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        if spec.body is not None:
+            headers["Content-Type"] = "application/json"
+        if spec.api == "assistant":
+            if self._config.api_key is None:
+                raise ConfigurationError(
+                    "The assistant API needs an API key: pass api_key=... or set HAUFE_COPILOT_API_KEY."
+                )
+            headers["api-key"] = self._config.api_key
+        elif bearer_token is not None:
+            headers["Authorization"] = f"Bearer {bearer_token}"
+        headers.update(self._config.default_headers)
+        headers.update(spec.headers)
+        return headers
+
+    def _build_request(
+        self,
+        http: httpx.Client | httpx.AsyncClient,
+        spec: RequestSpec,
+        timeout: httpx.Timeout | None,
+        bearer_token: str | None = None,
+    ) -> httpx.Request:
+        return http.build_request(
+            spec.method,
+            self._url(spec),
+            params=spec.params or None,
+            headers=self._headers(spec, bearer_token),
+            content=spec.content(),
+            timeout=timeout or self._config.timeout,
+        )
+
+    @staticmethod
+    def _log_request(request: httpx.Request) -> float:
+        if logger.isEnabledFor(10):
+            logger.debug(
+                "%s %s headers=%s",
+                request.method,
+                display_url(request.url),
+                redacted_headers(request.headers.items()),
+            )
+        return time.perf_counter()
+
+    @staticmethod
+    def _log_response(request: httpx.Request, response: httpx.Response, started: float) -> None:
+        if logger.isEnabledFor(10):
+            logger.debug(
+                "%s %s -> %s in %.0f ms request_id=%s",
+                request.method,
+                display_url(request.url),
+                response.status_code,
+                (time.perf_counter() - started) * 1000,
+                response.headers.get("x-request-id"),
+            )
+
+    @staticmethod
+    def _log_retry(error: APIError, delay: float, retries_done: int, max_retries: int) -> None:
+        logger.info(
+            "Retrying in %.2f s (retry %d of %d) after %s: %s",
+            delay,
+            retries_done + 1,
+            max_retries,
+            type(error).__name__,
+            error.message,
+        )
+
+    @staticmethod
+    def _status_error(response: httpx.Response, body: bytes) -> APIStatusError:
+        return error_from_response(response.status_code, response.headers, body)

@@ -1,0 +1,213 @@
+"""The synchronous client: `HaufeCopilotClient`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+
+from ._base_client import (
+    MAX_ERROR_BODY_BYTES,
+    BaseClient,
+    TokenProvider,
+    check_body_size,
+    transport_error,
+)
+from ._ndjson import DEFAULT_MAX_LINE_BYTES, NDJSONDecoder
+from ._protocol import RequestSpec
+from ._retry import retry_delay
+from .errors import APIError
+from .resources.assistant import Assistant
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+T = TypeVar("T")
+
+__all__ = ["HaufeCopilotClient"]
+
+
+class HaufeCopilotClient(BaseClient):
+    """A synchronous client for Haufe Copilot; thread-safe, one connection pool.
+
+    >>> client = HaufeCopilotClient(api_key="sk-...")
+    >>> answer = client.assistant.chat(assistant_id="...", messages=[{"role": "user", "content": "..."}])
+    >>> for chunk in client.assistant.stream(assistant_id="...", messages=[...]):
+    ...     print(chunk.delta.content, end="")
+
+    Configuration (each argument falls back as listed): `api_key` (`HAUFE_COPILOT_API_KEY`),
+    `base_url` (`HAUFE_COPILOT_BASE_URL`, else https://api.haufe.ai), `platform_api_key`
+    (`api_key`), `platform_base_url` (`base_url`), `token_provider`, `timeout` (connect 5 s,
+    read 60 s; the read timeout is also a stream's stall guard), `max_retries` (2),
+    `default_headers`, `http_client` (an `httpx.Client` you own), `allow_insecure_http`.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        platform_api_key: str | None = None,
+        platform_base_url: str | None = None,
+        token_provider: TokenProvider | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int = 2,
+        default_headers: Mapping[str, str] | None = None,
+        http_client: httpx.Client | None = None,
+        allow_insecure_http: bool = False,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        max_response_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        super().__init__(
+            api_key=api_key,
+            base_url=base_url,
+            platform_api_key=platform_api_key,
+            platform_base_url=platform_base_url,
+            token_provider=token_provider,
+            timeout=timeout,
+            max_retries=max_retries,
+            default_headers=default_headers,
+            allow_insecure_http=allow_insecure_http,
+            max_line_bytes=max_line_bytes,
+            max_response_bytes=max_response_bytes,
+        )
+        if http_client is not None and not isinstance(http_client, httpx.Client):
+            raise TypeError(
+                f"http_client must be an httpx.Client, not {type(http_client).__name__} "
+                "(use AsyncHaufeCopilotClient for an httpx.AsyncClient)."
+            )
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.Client(timeout=self._config.timeout, follow_redirects=False)
+        self.assistant = Assistant(self)
+
+    def with_options(self, **changes: Any) -> HaufeCopilotClient:
+        """A client with some options changed (`timeout`, `max_retries`, ...), sharing this pool."""
+        return HaufeCopilotClient(**self._options(**changes), http_client=self._http)
+
+    def close(self) -> None:
+        """Close the connection pool (unless it was passed in as `http_client`)."""
+        if self._owns_http:
+            self._http.close()
+
+    def __del__(self) -> None:
+        # A client dropped without close() must not leave sockets open: closing a sync pool is
+        # a plain synchronous call, safe here (the async client never does I/O from __del__).
+        try:
+            if self._owns_http:
+                self._http.close()
+        except Exception:  # noqa: S110 - half-built client or interpreter shutdown
+            pass
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- I/O --------------------------------------------------------------------------------
+
+    def _open(self, spec: RequestSpec, timeout: httpx.Timeout | None) -> httpx.Response:
+        """Send one attempt; a response with a 2xx status, its body not yet read."""
+        request = self._build_request(self._http, spec, timeout)
+        started = self._log_request(request)
+        response = self._http.send(request, stream=True)
+        self._log_response(request, response, started)
+        if response.is_success:
+            return response
+        try:
+            body = bytearray()
+            for data in response.iter_bytes():
+                body += data
+                if len(body) >= MAX_ERROR_BODY_BYTES:
+                    break
+        finally:
+            response.close()
+        raise self._status_error(response, bytes(body))
+
+    def _request(self, spec: RequestSpec, parse: Callable[[bytes], T], timeout: httpx.Timeout | None) -> T:
+        """A blocking call with retries (SPEC §2): retried only before the body's first byte."""
+        retries_done = 0
+        while True:
+            received = 0
+            try:
+                response = self._open(spec, timeout)
+                try:
+                    body = bytearray()
+                    for data in response.iter_bytes():
+                        received += len(data)
+                        body += data
+                        check_body_size(received, self._config.max_response_bytes)
+                finally:
+                    response.close()
+                return parse(bytes(body))
+            except httpx.TransportError as exc:
+                error: APIError = transport_error(exc)
+            except APIError as exc:
+                error = exc
+            delay = (
+                None
+                if received
+                else retry_delay(
+                    error,
+                    retries_done=retries_done,
+                    max_retries=self._config.max_retries,
+                    continues_thread=spec.continues_thread,
+                )
+            )
+            if delay is None:
+                raise error
+            self._log_retry(error, delay, retries_done, self._config.max_retries)
+            time.sleep(delay)
+            retries_done += 1
+
+    def _iterate(
+        self,
+        spec: RequestSpec,
+        convert: Callable[[dict[str, Any]], T],
+        text_of: Callable[[T], str],
+        timeout: httpx.Timeout | None,
+    ) -> Generator[T, None, None]:
+        """Stream items; retried only before the first item reached the caller (SPEC §2)."""
+        retries_done = 0
+        delivered: list[str] = []
+        while True:
+            response: httpx.Response | None = None
+            try:
+                response = self._open(spec, timeout)
+                decoder = NDJSONDecoder(self._config.max_line_bytes)
+                for data in response.iter_bytes():
+                    for obj in decoder.feed(data):
+                        item = convert(obj)
+                        delivered.append(text_of(item))
+                        yield item
+                for obj in decoder.close():
+                    item = convert(obj)
+                    delivered.append(text_of(item))
+                    yield item
+                return
+            except httpx.TransportError as exc:
+                error: APIError = transport_error(exc)
+            except APIError as exc:
+                error = exc
+            finally:
+                if response is not None:
+                    response.close()
+            if delivered:
+                error.partial = "".join(delivered)
+                raise error
+            delay = retry_delay(
+                error,
+                retries_done=retries_done,
+                max_retries=self._config.max_retries,
+                continues_thread=spec.continues_thread,
+            )
+            if delay is None:
+                raise error
+            self._log_retry(error, delay, retries_done, self._config.max_retries)
+            time.sleep(delay)
+            retries_done += 1

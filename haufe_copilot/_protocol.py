@@ -1,0 +1,203 @@
+"""Requests and answers of the Assistant API as pure functions, shared by both clients.
+
+Nothing here does I/O: a call is described by a `RequestSpec` (which the sync and the async
+client both turn into an httpx request), and answers are decoded from bytes or decoded JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import (
+    APIResponseValidationError,
+    InvalidRequestError,
+    error_from_stream_object,
+    is_error_object,
+)
+from .types import AssistantAnswer, ChatMessage, StreamChunk
+
+__all__ = [
+    "ASSISTANT_CHAT_PATH",
+    "ASSISTANT_STREAM_PATH",
+    "MessageInput",
+    "RequestSpec",
+    "build_assistant_request",
+    "check_header_value",
+    "check_identifier",
+    "chunk_text",
+    "decode_json_body",
+    "parse_answer",
+    "parse_chunk",
+]
+
+ASSISTANT_CHAT_PATH = "/agents/v1/chat/completions"
+ASSISTANT_STREAM_PATH = "/agents/v1/chat/completions/stream"
+
+Api = Literal["assistant", "platform"]
+MessageInput = Mapping[str, Any] | ChatMessage
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSpec:
+    """One API call, before transport: what both clients send and how they may retry it."""
+
+    method: str
+    path: str
+    api: Api
+    body: Mapping[str, Any] | None = None
+    params: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    stream: bool = False
+    #: A request that continues a server thread may have been stored when it failed, so it is
+    #: retried only where the server cannot have taken it (SPEC §2).
+    continues_thread: bool = False
+
+    def content(self) -> bytes | None:
+        if self.body is None:
+            return None
+        return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def check_identifier(name: str, value: object, *, optional: bool = True) -> str | None:
+    """A thread, user or assistant id: a non-empty string with no control characters."""
+    if value is None:
+        if optional:
+            return None
+        raise InvalidRequestError(f"{name} is required.")
+    if not isinstance(value, str):
+        raise InvalidRequestError(f"{name} must be a string, not {type(value).__name__}.")
+    if not value.strip():
+        raise InvalidRequestError(f"{name} must not be empty; leave it out (None) instead.")
+    if _has_control_character(value):
+        raise InvalidRequestError(
+            f"{name} contains a control character (such as CR or LF): {value!r}. "
+            "Pass the id exactly as the API returned it."
+        )
+    return value
+
+
+def check_header_value(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidRequestError(f"The header {name!r} must be a string, not {type(value).__name__}.")
+    if _has_control_character(value) or _has_control_character(name):
+        raise InvalidRequestError(
+            f"The header {name!r} contains a control character (such as CR or LF); "
+            "header names and values must be single-line text."
+        )
+    return value
+
+
+def _has_control_character(text: str) -> bool:
+    return any(ord(char) < 32 or ord(char) == 127 for char in text)
+
+
+def _message_dict(index: int, message: object) -> dict[str, Any]:
+    if isinstance(message, BaseModel):
+        data = message.model_dump(exclude_none=True)
+    elif isinstance(message, Mapping):
+        data = dict(message)
+    else:
+        raise InvalidRequestError(
+            f"messages[{index}] must be a mapping like {{'role': 'user', 'content': '...'}}, "
+            f"not {type(message).__name__}."
+        )
+    for key in ("role", "content"):
+        if not isinstance(data.get(key), str):
+            problem = "is missing" if key not in data else f"must be a string, not {type(data[key]).__name__}"
+            raise InvalidRequestError(f"messages[{index}].{key} {problem}.")
+    return data
+
+
+def build_assistant_request(
+    *,
+    assistant_id: str,
+    messages: Sequence[MessageInput],
+    user_id: str | None,
+    thread_id: str | None,
+    stream: bool,
+    extra_body: Mapping[str, Any] | None,
+    extra_headers: Mapping[str, str] | None,
+    extra_query: Mapping[str, str] | None,
+) -> RequestSpec:
+    """`POST /agents/v1/chat/completions[/stream]`: only the fields the seeds document."""
+    check_identifier("assistant_id", assistant_id, optional=False)
+    check_identifier("user_id", user_id)
+    check_identifier("thread_id", thread_id)
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+        raise InvalidRequestError("messages must be a list of {'role': ..., 'content': ...} mappings.")
+    if not messages:
+        raise InvalidRequestError("messages must hold at least one message.")
+    body: dict[str, Any] = {
+        "assistant_id": assistant_id,
+        "messages": [_message_dict(i, m) for i, m in enumerate(messages)],
+    }
+    if user_id is not None:
+        body["user_id"] = user_id
+    if extra_body:
+        body.update(extra_body)
+    params: dict[str, str] = {}
+    if thread_id is not None:
+        params["thread_id"] = thread_id
+    if extra_query:
+        params.update({str(k): str(v) for k, v in extra_query.items()})
+    headers = {str(k): check_header_value(str(k), v) for k, v in (extra_headers or {}).items()}
+    if stream:
+        headers.setdefault("Accept", "application/x-ndjson")
+    return RequestSpec(
+        method="POST",
+        path=ASSISTANT_STREAM_PATH if stream else ASSISTANT_CHAT_PATH,
+        api="assistant",
+        body=body,
+        params=params,
+        headers=headers,
+        stream=stream,
+        continues_thread=thread_id is not None,
+    )
+
+
+def decode_json_body(content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except ValueError:
+        raise APIResponseValidationError(
+            f"The server answered 2xx with a body that is not JSON: {content[:200]!r}"
+        ) from None
+
+
+def parse_answer(content: bytes) -> AssistantAnswer:
+    data = decode_json_body(content)
+    if is_error_object(data):
+        raise error_from_stream_object(data)
+    try:
+        return AssistantAnswer.model_validate(data)
+    except ValidationError as exc:
+        raise APIResponseValidationError(
+            f"The answer does not have the documented shape: {_validation_summary(exc)}"
+        ) from None
+
+
+def parse_chunk(obj: dict[str, Any]) -> StreamChunk:
+    """One NDJSON object of an assistant stream; an `{error_code, detail}` line is its error."""
+    if is_error_object(obj):
+        raise error_from_stream_object(obj)
+    try:
+        return StreamChunk.model_validate(obj)
+    except ValidationError as exc:
+        raise APIResponseValidationError(
+            f"A stream line does not have the documented shape: {_validation_summary(exc)}"
+        ) from None
+
+
+def chunk_text(chunk: StreamChunk) -> str:
+    return chunk.delta.content
+
+
+def _validation_summary(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()[:5]
+    )

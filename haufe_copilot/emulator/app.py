@@ -1,0 +1,174 @@
+"""The emulator's FastAPI application: configuration, and what every endpoint shares (request
+ids, recording, faults, API keys, validation errors in the seeds' shape)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
+
+from .compose import compose_answer, intent_for, select_sources
+from .corpus import Excerpt, load_corpus
+from .faults import ErrorAnswer, FaultPlan, error_answer
+from .ranking import BM25Index
+from .responses import silence_abrupt_close_logs
+from .state import EmulatorState
+
+DEFAULT_API_KEY = "sk-emulator-dev"
+DEFAULT_ASSISTANT_ID = "a1b2c3d4-5678-9abc-def0-1234567890ab"
+#: meta_data.type of every answer, as in seed 001.
+ANSWER_TYPE = "53aa66b7-b874-407f-967c-3a959c919d62"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def keys_from_environment() -> frozenset[str]:
+    raw = os.environ.get("HAUFE_COPILOT_EMULATOR_KEYS", DEFAULT_API_KEY)
+    return frozenset(key.strip() for key in raw.split(",") if key.strip())
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """How the emulator behaves; every field has a CLI flag (`haufe-copilot emulator --help`)."""
+
+    api_keys: frozenset[str] = field(default_factory=keys_from_environment)
+    assistant_ids: frozenset[str] = frozenset({DEFAULT_ASSISTANT_ID})
+    #: Accept and ignore undocumented request fields instead of answering 422.
+    lenient: bool = False
+    #: Faults applied to every request (request headers override them).
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    #: Words per streamed delta.
+    words_per_delta: int = 1
+
+
+@dataclass(frozen=True)
+class ComposedAnswer:
+    text: str
+    sources: list[Excerpt]
+    intent: str
+
+
+class Knowledge:
+    """The corpus and its index, built once per app."""
+
+    def __init__(self) -> None:
+        self.index = BM25Index(load_corpus())
+
+    def answer(self, question: str, history: Iterable[str] = ()) -> ComposedAnswer:
+        ranked = self.index.rank(question, list(history))
+        sources = select_sources(ranked)
+        return ComposedAnswer(compose_answer(question, sources), sources, intent_for(question, sources))
+
+
+class RequestContext:
+    """One request as every endpoint sees it: its id, body, fault plan, and how to answer."""
+
+    def __init__(self, request: Request, request_id: str, body: Any, plan: FaultPlan) -> None:
+        self.request = request
+        self.request_id = request_id
+        self.body = body
+        self.plan = plan
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"x-request-id": self.request_id}
+
+    def error(self, name: str, detail: Any = None, *, with_retry_after: bool = False) -> Response:
+        answer: ErrorAnswer = error_answer(name, detail)
+        headers = self.headers
+        if with_retry_after and self.plan.retry_after is not None:
+            headers["Retry-After"] = self.plan.retry_after
+        if with_retry_after and self.plan.retry_after_ms is not None:
+            headers["retry-after-ms"] = self.plan.retry_after_ms
+        return Response(
+            answer.body, status_code=answer.status, media_type=answer.content_type, headers=headers
+        )
+
+    def json(self, payload: Any, status_code: int = 200) -> Response:
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        return Response(body, status_code=status_code, media_type="application/json", headers=self.headers)
+
+
+async def begin(request: Request, state: EmulatorState, config: EmulatorConfig) -> RequestContext | Response:
+    """Read, record and fault one request; a Response when it ends here."""
+    request_id = uuid.uuid4().hex
+    raw = await request.body()
+    body: Any
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = raw.decode("utf-8", errors="replace")
+    state.record_request(
+        request_id, request.method, request.url.path, dict(request.query_params), dict(request.headers), body
+    )
+    try:
+        plan = config.faults.with_headers(request.headers)
+    except ValueError as exc:
+        return Response(
+            json.dumps({"error_code": "emulator_bad_fault_header", "detail": str(exc)}).encode(),
+            status_code=400,
+            media_type="application/json",
+            headers={"x-request-id": request_id},
+        )
+    context = RequestContext(request, request_id, body, plan)
+    if plan.delay:
+        await asyncio.sleep(plan.delay)
+    if plan.fault is not None:
+        key = plan.fault_id or plan.fault
+        if plan.fault_times is None or state.count_fault(key) <= plan.fault_times:
+            return context.error(plan.fault, with_retry_after=True)
+    return context
+
+
+def validation_detail(exc: ValidationError, *, message_key: str) -> list[dict[str, Any]]:
+    """pydantic's errors in the shape the API documents (`message` or FastAPI's `msg`)."""
+    return [
+        {"loc": ["body", *err["loc"]], message_key: err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False)
+    ]
+
+
+def parse_body(
+    context: RequestContext, strict: type[M], lenient: type[M], config: EmulatorConfig
+) -> M | Response:
+    """The body as a model, or the seeds' 422 for the assistant API."""
+    model = lenient if config.lenient else strict
+    if not isinstance(context.body, dict):
+        detail = [{"loc": ["body"], "message": "Input should be a valid JSON object", "type": "model_type"}]
+        return context.error("validation_error", detail)
+    try:
+        return model.model_validate(context.body)
+    except ValidationError as exc:
+        return context.error("validation_error", validation_detail(exc, message_key="message"))
+
+
+def create_app(config: EmulatorConfig | None = None, state: EmulatorState | None = None) -> FastAPI:
+    """The emulator as an ASGI app; `app.state.emulator` is its `EmulatorState`."""
+    from .assistant import add_assistant_routes
+
+    config = config or EmulatorConfig()
+    state = state or EmulatorState()
+    silence_abrupt_close_logs()
+    app = FastAPI(
+        title="Haufe Copilot emulator",
+        description="A local server speaking the Haufe Copilot APIs, for tests and demos.",
+        version="1",
+    )
+    app.state.emulator = state
+    app.state.config = config
+    knowledge = Knowledge()
+    add_assistant_routes(app, config, state, knowledge)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

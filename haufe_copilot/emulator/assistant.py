@@ -1,0 +1,169 @@
+"""The Assistant API of the emulator: `POST /agents/v1/chat/completions[/stream]` (seeds 000, 001)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from .app import ANSWER_TYPE, ComposedAnswer, EmulatorConfig, Knowledge, RequestContext, begin, parse_body
+from .faults import error_body
+from .responses import StreamingBody
+from .state import EmulatorState, Thread
+
+Role = Literal["user", "assistant", "system", "tool"]
+_STACK_ENDINGS = ("user", "tool", "system")
+_WORDS = re.compile(r"\S+\s*|\s+")
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Role
+    content: str
+
+
+class _ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    assistant_id: str
+    messages: list[_Message] = Field(min_length=1)
+    user_id: str | None = None
+
+
+class _LenientMessage(_Message):
+    model_config = ConfigDict(extra="ignore")
+
+
+class _LenientChatRequest(_ChatRequest):
+    model_config = ConfigDict(extra="ignore")
+    messages: list[_LenientMessage] = Field(min_length=1)  # type: ignore[assignment]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def split_deltas(text: str, words_per_delta: int) -> list[str]:
+    """Word-sized pieces that join back to `text` exactly."""
+    words = _WORDS.findall(text)
+    if words_per_delta <= 1:
+        return words
+    return ["".join(words[i : i + words_per_delta]) for i in range(0, len(words), words_per_delta)]
+
+
+def add_assistant_routes(
+    app: FastAPI, config: EmulatorConfig, state: EmulatorState, knowledge: Knowledge
+) -> None:
+    async def prepare(request: Request) -> tuple[RequestContext, Thread, ComposedAnswer] | Response:
+        context = await begin(request, state, config)
+        if isinstance(context, Response):
+            return context
+        if request.headers.get("api-key") not in config.api_keys:
+            return context.error("unauthorized")
+        parsed = parse_body(context, _ChatRequest, _LenientChatRequest, config)
+        if isinstance(parsed, Response):
+            return parsed
+        if parsed.assistant_id not in config.assistant_ids:
+            return context.error("assistant_not_found")
+        thread_id = request.query_params.get("thread_id")
+        if thread_id:
+            found = state.thread(thread_id)
+            if found is None or found.assistant_id != parsed.assistant_id:
+                return context.error("resource_not_found", "Thread not found")
+            thread = found
+        else:
+            thread = state.new_thread(parsed.assistant_id, parsed.user_id)
+        if parsed.messages[-1].role not in _STACK_ENDINGS:
+            return context.error("incorrect_stack_ending")
+        messages = [m.model_dump() for m in parsed.messages]
+        # The question is the last user turn; every earlier user turn of the thread is context.
+        user_turns = [m["content"] for m in thread.messages + messages if m["role"] == "user"]
+        question = user_turns[-1] if user_turns else messages[-1]["content"]
+        answer = knowledge.answer(question, user_turns[:-1])
+        thread.messages.extend(messages)
+        thread.messages.append({"role": "assistant", "content": answer.text})
+        return context, thread, answer
+
+    @app.post("/agents/v1/chat/completions")
+    async def chat(request: Request) -> Response:
+        prepared = await prepare(request)
+        if isinstance(prepared, Response):
+            return prepared
+        context, thread, answer = prepared
+        payload = {
+            "content": answer.text,
+            "created_at": _now(),
+            "id": str(uuid.uuid4()),
+            "meta_data": {"intent": answer.intent, "legal_advice": False, "type": ANSWER_TYPE},
+            "role": "assistant",
+            "sources": [source.to_source() for source in answer.sources],
+            "thread_id": thread.id,
+        }
+        if context.plan.cut_after is not None:
+            body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+            record = state.start_stream(context.request_id)
+            return StreamingBody(
+                _cut_in_half(body), media_type="application/json", record=record, headers=context.headers
+            )
+        return context.json(payload)
+
+    @app.post("/agents/v1/chat/completions/stream")
+    async def chat_stream(request: Request) -> Response:
+        prepared = await prepare(request)
+        if isinstance(prepared, Response):
+            return prepared
+        context, thread, answer = prepared
+        record = state.start_stream(context.request_id)
+        return StreamingBody(
+            _ndjson_deltas(context, thread, answer, config, record),
+            media_type="application/x-ndjson",
+            record=record,
+            headers=context.headers,
+        )
+
+
+async def _cut_in_half(body: bytes) -> AsyncIterator[bytes | None]:
+    yield body[: len(body) // 2]
+    yield None
+
+
+async def _ndjson_deltas(
+    context: RequestContext, thread: Thread, answer: ComposedAnswer, config: EmulatorConfig, record: Any
+) -> AsyncIterator[bytes | None]:
+    plan = context.plan
+    pieces = split_deltas(answer.text, config.words_per_delta) or [""]
+    message_id = str(uuid.uuid4())
+    created_at = _now()
+    sources = [source.to_source() for source in answer.sources]
+    for index, piece in enumerate(pieces):
+        if plan.cut_after is not None and index >= plan.cut_after:
+            yield None
+            return
+        if plan.malformed_after is not None and index >= plan.malformed_after:
+            record.outcome = "malformed"
+            yield b'{"created_at": "' + created_at.encode() + b'", "delta": {"content": "unterbro\n'
+            return
+        if plan.stream_error is not None and index >= plan.stream_error_after:
+            record.outcome = "error"
+            yield (json.dumps(error_body(plan.stream_error), ensure_ascii=False) + "\n").encode("utf-8")
+            return
+        if plan.delta_delay:
+            await asyncio.sleep(plan.delta_delay)
+        last = index == len(pieces) - 1
+        chunk = {
+            "created_at": created_at,
+            "delta": {"content": piece, "role": "assistant", "sources": sources if last else []},
+            "message_id": message_id,
+            "thread_id": thread.id,
+        }
+        yield (json.dumps(chunk, ensure_ascii=False) + "\n").encode("utf-8")
+        record.deltas_sent += 1
+    if plan.cut_after is not None:  # asked to cut after more deltas than the answer has
+        yield None

@@ -1,0 +1,149 @@
+"""The emulator's error catalogue and fault injection.
+
+Every error body is the one the seeds document, sent with its status. Faults are switched on
+for the whole server (`FaultPlan` in `EmulatorConfig`, CLI flags) or per request with headers,
+which win over the server's plan:
+
+- `x-emulator-fault: <name>`: answer with that error: any `error_code` of the catalogue, or
+  `rate_limit_message` (429 `{"message": ...}`), `proxy_html` (502 HTML page), `empty_503`
+  (503, no body), `status_<NNN>` (status NNN, no code);
+- `x-emulator-fault-times: <n>`: only the first n requests with the same `x-emulator-fault-id`
+  (or fault name) fail; later ones succeed;
+- `x-emulator-retry-after: <value>` / `x-emulator-retry-after-ms: <ms>`: send `Retry-After` /
+  `retry-after-ms` with the error;
+- `x-emulator-delay: <seconds>`: wait before the first byte (the status line);
+- `x-emulator-delta-delay: <seconds>`: wait before each streamed delta (a slow stream);
+- `x-emulator-cut-after: <n>`: after n deltas close the connection abruptly, with no terminating
+  chunk (a blocking answer: after half its body);
+- `x-emulator-malformed-after: <n>`: after n deltas send a line that is not JSON;
+- `x-emulator-stream-error: <error_code>`: after `x-emulator-stream-error-after` (default 0)
+  deltas send that `{error_code, detail}` line and end the stream.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+#: error_code -> (status, detail), as seeds 000 and 001 show them.
+ERROR_CATALOGUE: dict[str, tuple[int, Any]] = {
+    "incorrect_stack_ending": (400, "The last message in the stack must be a user, tool, or system message."),
+    "unauthorized": (401, "Missing or invalid API key"),
+    "attachment_access_forbidden": (403, "You do not have permission to access this attachment."),
+    "assistant_not_available": (403, "Assistant not available to your tenant"),
+    "assistant_not_found": (404, "Assistant not found"),
+    "resource_not_found": (404, "Resource not found"),
+    "conflict": (409, "Conflict - File is infected with a virus or it's still being processed"),
+    "attachment_not_unique": (409, "A thread can contain only a single attachment."),
+    "validation_error": (
+        422,
+        [{"loc": ["body", "assistant_id"], "message": "Field required", "type": "missing"}],
+    ),
+    "rate_limit_gateway": (429, "Rate limit exceeded"),
+    "internal_server_error": (500, "Internal Server Error"),
+    "attachment_document_not_reachable": (
+        502,
+        "The file attachment service does not respond as expected. Please try again later.",
+    ),
+    "internal_service_error": (
+        503,
+        "An internal service required for processing the request is currently unavailable. "
+        "Please try again later.",
+    ),
+    "api_timeout_error": (504, "OpenAI API request timed out."),
+}
+
+#: Faults that are not an error_code of the catalogue.
+SPECIAL_FAULTS = ("rate_limit_message", "proxy_html", "empty_503", "status_<NNN>")
+
+_PROXY_PAGE = (
+    b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1>"
+    b"</center><hr><center>nginx</center></body></html>"
+)
+
+
+@dataclass(frozen=True)
+class ErrorAnswer:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+def error_body(error_code: str, detail: Any = None) -> dict[str, Any]:
+    status_detail = ERROR_CATALOGUE[error_code][1]
+    return {"error_code": error_code, "detail": status_detail if detail is None else detail}
+
+
+def error_answer(name: str, detail: Any = None) -> ErrorAnswer:
+    """The answer for a catalogue error or a special fault (see the module's table)."""
+    if name in ERROR_CATALOGUE:
+        status = ERROR_CATALOGUE[name][0]
+        return ErrorAnswer(status, _json(error_body(name, detail)))
+    if name == "rate_limit_message":
+        return ErrorAnswer(429, _json({"message": "Rate limit exceeded!"}))
+    if name == "proxy_html":
+        return ErrorAnswer(502, _PROXY_PAGE, "text/html")
+    if name == "empty_503":
+        return ErrorAnswer(503, b"", "text/plain")
+    if name.startswith("status_") and name[7:].isdigit() and 400 <= int(name[7:]) <= 599:
+        return ErrorAnswer(int(name[7:]), _json({"detail": f"Emulated status {name[7:]}"}))
+    raise ValueError(f"unknown fault {name!r}; known: {sorted(ERROR_CATALOGUE)} and {SPECIAL_FAULTS}")
+
+
+def is_known_fault(name: str) -> bool:
+    try:
+        error_answer(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """What to break in one answer; every field off by default."""
+
+    fault: str | None = None
+    fault_times: int | None = None
+    fault_id: str | None = None
+    retry_after: str | None = None
+    retry_after_ms: str | None = None
+    delay: float = 0.0
+    delta_delay: float = 0.0
+    cut_after: int | None = None
+    malformed_after: int | None = None
+    stream_error: str | None = None
+    stream_error_after: int = 0
+
+    def with_headers(self, headers: Mapping[str, str]) -> FaultPlan:
+        """This plan with the request's `x-emulator-*` headers applied on top."""
+        changes: dict[str, Any] = {}
+        for spec in fields(self):
+            raw = headers.get("x-emulator-" + spec.name.replace("_", "-"))
+            if raw is None:
+                continue
+            kind = spec.type if isinstance(spec.type, str) else str(spec.type)
+            try:
+                if kind.startswith("float"):
+                    changes[spec.name] = float(raw)
+                elif kind.startswith("int"):
+                    changes[spec.name] = int(raw)
+                else:
+                    changes[spec.name] = raw
+            except ValueError:
+                raise ValueError(
+                    f"x-emulator-{spec.name.replace('_', '-')} must be a number, not {raw!r}"
+                ) from None
+        plan = replace(self, **changes) if changes else self
+        if plan.fault is not None and not is_known_fault(plan.fault):
+            raise ValueError(f"unknown fault {plan.fault!r}")
+        if plan.stream_error is not None and plan.stream_error not in ERROR_CATALOGUE:
+            raise ValueError(
+                f"a stream error must be an error_code of the catalogue, not {plan.stream_error!r}"
+            )
+        return plan

@@ -1,0 +1,397 @@
+"""The exceptions of the Haufe Copilot client, and how a server answer maps onto them.
+
+Every exception is a `HaufeCopilotError`. Answers from the server become `APIStatusError`
+subclasses, classified on the body's `error_code` first and the HTTP status second (SPEC §2), so
+that an HTML page from a proxy, an empty body or the gateway's `{"message": ...}` still gives the
+right class and a readable message. Classification is pure: it takes a status, headers and body
+bytes, and never sees a request's credentials.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import html
+import json
+import re
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConflictError",
+    "GatewayTimeoutError",
+    "HaufeCopilotError",
+    "InternalServerError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseTooLargeError",
+    "ServiceUnavailableError",
+    "UnprocessableEntityError",
+    "error_from_response",
+    "error_from_stream_object",
+    "is_error_object",
+    "parse_retry_after",
+]
+
+# Retry-After beyond this is treated as this: a caller should not hang for minutes (SPEC §2).
+MAX_RETRY_AFTER_SECONDS = 60.0
+
+
+class HaufeCopilotError(Exception):
+    """The base class of every error this package raises."""
+
+    #: The text of the answer delivered before the error (streams only; "" otherwise).
+    partial: str = ""
+
+
+class ConfigurationError(HaufeCopilotError, ValueError):
+    """The client was configured in a way that cannot work (missing key, insecure URL, ...)."""
+
+
+class InvalidRequestError(HaufeCopilotError, ValueError):
+    """The caller's input was rejected before anything was sent."""
+
+
+class APIError(HaufeCopilotError):
+    """A request was sent and did not give a usable answer."""
+
+    #: Whether the client retries this error (before a stream's first delta).
+    retryable: ClassVar[bool] = False
+    #: What the caller can do about it, appended to the message.
+    hint: ClassVar[str] = ""
+
+    def __init__(self, message: str, *, partial: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.partial = partial
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.hint:
+            text = f"{text} {self.hint}"
+        if self.partial:
+            delivered = len(self.partial)
+            text = f"{text} ({delivered} characters of the answer were delivered before this; see .partial)"
+        return text
+
+
+class APIConnectionError(APIError):
+    """No complete answer arrived: the connection was refused, reset or cut."""
+
+    retryable = True
+    hint = "Check the network and base_url."
+
+    def __init__(self, message: str, *, partial: str = "", request_sent: bool = True) -> None:
+        super().__init__(message, partial=partial)
+        #: False when the failure happened before the request left this machine, so the server
+        #: cannot have stored it (which makes retrying a thread continuation safe).
+        self.request_sent = request_sent
+
+
+class APITimeoutError(APIConnectionError):
+    """No answer within the client's timeout."""
+
+    hint = "Raise `timeout=` if the service is slow."
+
+
+class APIResponseValidationError(APIError):
+    """The server answered with something this client cannot read (malformed JSON, wrong shape)."""
+
+    hint = "This is a server or proxy fault; please report it with the request id if there is one."
+
+
+class ResponseTooLargeError(APIResponseValidationError):
+    """An answer, or one line or event of a stream, exceeded the client's size bound."""
+
+    hint = "Raise the bound (max_line_bytes / max_response_bytes) if this answer is legitimate."
+
+
+class APIStatusError(APIError):
+    """The server answered with an error status (or an error line inside a stream)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        error_code: str | None = None,
+        detail: Any = None,
+        body: Any = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+        partial: str = "",
+    ) -> None:
+        super().__init__(message, partial=partial)
+        self.status_code = status_code
+        self.error_code = error_code
+        self.detail = detail
+        self.body = body
+        self.request_id = request_id
+        #: Seconds the server asked us to wait (Retry-After / retry-after-ms), capped at 60.
+        self.retry_after = retry_after
+
+    @property
+    def retryable_status(self) -> bool:
+        return type(self).retryable or self.status_code == 408
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status_code={self.status_code}, "
+            f"error_code={self.error_code!r}, request_id={self.request_id!r})"
+        )
+
+
+class BadRequestError(APIStatusError):
+    hint = "Fix the request; for incorrect_stack_ending the last message must be user, tool or system."
+
+
+class AuthenticationError(APIStatusError):
+    hint = "Check the API key (api_key= or the HAUFE_COPILOT_API_KEY environment variable)."
+
+
+class PermissionDeniedError(APIStatusError):
+    hint = "The key is valid but may not use this assistant or resource; check assistant_id and the tenant."
+
+
+class NotFoundError(APIStatusError):
+    hint = "Check assistant_id and thread_id."
+
+
+class ConflictError(APIStatusError):
+    hint = "The resource is busy or not unique; wait and try again, or change the request."
+
+
+class UnprocessableEntityError(APIStatusError):
+    hint = "The request body does not match the API; see .detail for the fields."
+
+
+class RateLimitError(APIStatusError):
+    retryable = True
+    hint = "Slow down, or raise max_retries to wait longer."
+
+
+class InternalServerError(APIStatusError):
+    retryable = True
+    hint = "A server fault; it was retried as max_retries allows."
+
+
+class ServiceUnavailableError(APIStatusError):
+    retryable = True
+    hint = "A service behind the API is unavailable; it was retried as max_retries allows."
+
+
+class GatewayTimeoutError(APIStatusError):
+    retryable = True
+    hint = "The service took too long; it was retried as max_retries allows."
+
+
+_CLASS_BY_CODE: dict[str, type[APIStatusError]] = {
+    "unauthorized": AuthenticationError,
+    "attachment_access_forbidden": PermissionDeniedError,
+    "assistant_not_available": PermissionDeniedError,
+    "assistant_not_found": NotFoundError,
+    "resource_not_found": NotFoundError,
+    "thread_not_found": NotFoundError,
+    "conflict": ConflictError,
+    "attachment_not_unique": ConflictError,
+    "incorrect_stack_ending": BadRequestError,
+    "validation_error": UnprocessableEntityError,
+    "rate_limit_gateway": RateLimitError,
+    "internal_server_error": InternalServerError,
+    "attachment_document_not_reachable": ServiceUnavailableError,
+    "internal_service_error": ServiceUnavailableError,
+    "api_timeout_error": GatewayTimeoutError,
+}
+
+_CLASS_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+    500: InternalServerError,
+    502: ServiceUnavailableError,
+    503: ServiceUnavailableError,
+    504: GatewayTimeoutError,
+}
+
+#: The HTTP status each documented error code is sent with (seeds 000 and 001); an error line
+#: inside a 200 stream is given this status.
+STATUS_BY_CODE: dict[str, int] = {
+    "unauthorized": 401,
+    "attachment_access_forbidden": 403,
+    "assistant_not_available": 403,
+    "assistant_not_found": 404,
+    "resource_not_found": 404,
+    "thread_not_found": 404,
+    "conflict": 409,
+    "attachment_not_unique": 409,
+    "incorrect_stack_ending": 400,
+    "validation_error": 422,
+    "rate_limit_gateway": 429,
+    "internal_server_error": 500,
+    "attachment_document_not_reachable": 502,
+    "internal_service_error": 503,
+    "api_timeout_error": 504,
+}
+
+_REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    408: "Request Timeout",
+    409: "Conflict",
+    413: "Payload Too Large",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+def is_error_object(obj: object) -> bool:
+    """Whether a decoded stream line is an `{error_code, detail}` error rather than a chunk."""
+    return isinstance(obj, dict) and "error_code" in obj and "delta" not in obj
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date), capped."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms is not None:
+        try:
+            return _clamp(float(raw_ms) / 1000.0)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        return _clamp(float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    current = time.time() if now is None else now
+    return _clamp(when.timestamp() - current)
+
+
+def _clamp(seconds: float) -> float | None:
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+def error_from_response(
+    status_code: int, headers: Mapping[str, str], content: bytes, *, partial: str = ""
+) -> APIStatusError:
+    """The typed error for an HTTP error answer (SPEC §2)."""
+    body, summary = _decode_error_body(content, headers.get("content-type", ""))
+    error_code: str | None = None
+    detail: Any = None
+    if isinstance(body, dict):
+        code = body.get("error_code")
+        error_code = code if isinstance(code, str) else None
+        detail = body.get("detail", body.get("message"))
+        if error_code is None and status_code == 429 and "message" in body:
+            detail = body["message"]
+    cls = _classify(error_code, status_code)
+    message = _message(status_code, error_code, detail, summary)
+    return cls(
+        message,
+        status_code=status_code,
+        error_code=error_code,
+        detail=detail,
+        body=body,
+        request_id=headers.get("x-request-id"),
+        retry_after=parse_retry_after(headers),
+        partial=partial,
+    )
+
+
+def error_from_stream_object(obj: Mapping[str, Any], *, partial: str = "") -> APIStatusError:
+    """The typed error for an `{error_code, detail}` line inside a 200 stream."""
+    raw_code = obj.get("error_code")
+    error_code = raw_code if isinstance(raw_code, str) else None
+    status_code = STATUS_BY_CODE.get(error_code or "", 500)
+    detail = obj.get("detail")
+    cls = _classify(error_code, status_code)
+    message = "The stream ended with an error: " + _message(status_code, error_code, detail, "")
+    return cls(
+        message,
+        status_code=status_code,
+        error_code=error_code,
+        detail=detail,
+        body=dict(obj),
+        partial=partial,
+    )
+
+
+def _classify(error_code: str | None, status_code: int) -> type[APIStatusError]:
+    if error_code is not None and error_code in _CLASS_BY_CODE:
+        return _CLASS_BY_CODE[error_code]
+    return _CLASS_BY_STATUS.get(status_code, APIStatusError)
+
+
+def _message(status_code: int, error_code: str | None, detail: Any, summary: str) -> str:
+    head = f"{status_code} {_REASONS.get(status_code, 'Error')}"
+    if error_code:
+        head = f"{head} [{error_code}]"
+    text = _detail_text(detail) if detail is not None else summary
+    return f"{head}: {text}" if text else head
+
+
+def _detail_text(detail: Any) -> str:
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list):
+        # validation errors: [{loc, message|msg, type}]
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                loc = ".".join(str(p) for p in item.get("loc", ()) or ())
+                text = item.get("message", item.get("msg", ""))
+                kind = item.get("type")
+                part = f"{loc}: {text}" if loc else str(text)
+                parts.append(f"{part} ({kind})" if kind else part)
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    return json.dumps(detail, ensure_ascii=False, default=str)[:500]
+
+
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAGS = re.compile(r"<[^>]+>")
+
+
+def _decode_error_body(content: bytes, content_type: str) -> tuple[Any, str]:
+    """The parsed body (JSON, text or None) and a one-line summary for the message."""
+    if not content.strip():
+        return None, "(the server sent an empty body)"
+    try:
+        return json.loads(content), ""
+    except ValueError:
+        pass
+    text = content.decode("utf-8", errors="replace")
+    if "html" in content_type.lower() or text.lstrip().startswith("<"):
+        match = _TITLE.search(content)
+        snippet = match.group(1).decode("utf-8", errors="replace") if match else _TAGS.sub(" ", text)
+        snippet = " ".join(html.unescape(snippet).split())[:200]
+        return text, f"(the server or a proxy answered with an HTML page, not JSON: {snippet!r})"
+    return text, " ".join(text.split())[:300]
