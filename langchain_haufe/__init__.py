@@ -1,0 +1,1 @@
+"""LangChain integration for Haufe Copilot (`ChatHaufeCopilot`, the retriever): coming next."""

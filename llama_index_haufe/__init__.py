@@ -1,0 +1,1 @@
+"""LlamaIndex integration for Haufe Copilot (`HaufeCopilot`, retriever, engines): coming next."""
