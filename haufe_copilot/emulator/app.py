@@ -47,6 +47,10 @@ class EmulatorConfig:
     faults: FaultPlan = field(default_factory=FaultPlan)
     #: Words per streamed delta.
     words_per_delta: int = 1
+    #: The platform model named in answers when a request names none.
+    default_model: str = "haufe-copilot-default"
+    #: Seconds a finished async stream stays observable before it expires.
+    async_stream_ttl: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -137,17 +141,34 @@ def validation_detail(exc: ValidationError, *, message_key: str) -> list[dict[st
 
 
 def parse_body(
-    context: RequestContext, strict: type[M], lenient: type[M], config: EmulatorConfig
+    context: RequestContext,
+    strict: type[M],
+    lenient: type[M],
+    config: EmulatorConfig,
+    *,
+    platform: bool = False,
 ) -> M | Response:
-    """The body as a model, or the seeds' 422 for the assistant API."""
+    """The body as a model, or a 422: the assistant API's `{error_code, detail[{loc, message,
+    type}]}` (seed 001), or with `platform=True` FastAPI's `{detail[{loc, msg, type}]}` (seed 002)."""
     model = lenient if config.lenient else strict
-    if not isinstance(context.body, dict):
-        detail = [{"loc": ["body"], "message": "Input should be a valid JSON object", "type": "model_type"}]
-        return context.error("validation_error", detail)
+    message_key = "msg" if platform else "message"
     try:
+        if not isinstance(context.body, dict):
+            raise ValueError
         return model.model_validate(context.body)
     except ValidationError as exc:
-        return context.error("validation_error", validation_detail(exc, message_key="message"))
+        detail = validation_detail(exc, message_key=message_key)
+    except ValueError:
+        detail = [{"loc": ["body"], message_key: "Input should be a valid JSON object", "type": "model_type"}]
+    if platform:
+        return context.json({"detail": detail}, status_code=422)
+    return context.error("validation_error", detail)
+
+
+def bearer_ok(request: Request, config: EmulatorConfig) -> bool:
+    """Whether the request carries `Authorization: Bearer <one of the accepted keys>`."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and token.strip() in config.api_keys
 
 
 def create_app(config: EmulatorConfig | None = None, state: EmulatorState | None = None) -> FastAPI:
@@ -166,6 +187,8 @@ def create_app(config: EmulatorConfig | None = None, state: EmulatorState | None
     app.state.config = config
     knowledge = Knowledge()
     add_assistant_routes(app, config, state, knowledge)
+    # completions routes (seed 002) are added here
+    # async-stream routes (seed 003) are added here
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

@@ -20,6 +20,17 @@ class AbruptClose(Exception):
     chunked body, which a client sees as a connection cut mid-answer."""
 
 
+def sse_frame(data: str, *, event: str | None = None, id: int | str | None = None) -> bytes:
+    """One Server-Sent Event: optional `id:` and `event:` lines, `data:` lines, a blank line."""
+    lines = []
+    if id is not None:
+        lines.append(f"id: {id}")
+    if event is not None:
+        lines.append(f"event: {event}")
+    lines.extend(f"data: {line}" for line in data.split("\n"))
+    return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
 class _DropAbruptClose(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.exc_info and isinstance(record.exc_info[1], AbruptClose))
