@@ -35,7 +35,16 @@ from .errors import (
     UnprocessableEntityError,
 )
 from .resources.assistant import AssistantStream, AsyncAssistantStream
-from .types import AssistantAnswer, Source, StreamChunk
+from .types import (
+    AssistantAnswer,
+    ChatCompletion,
+    ChatCompletionChunk,
+    Source,
+    StreamChunk,
+    StreamEvent,
+    StreamHandle,
+    StreamStatus,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -54,6 +63,8 @@ __all__ = [
     "AsyncStream",
     "AuthenticationError",
     "BadRequestError",
+    "ChatCompletion",
+    "ChatCompletionChunk",
     "ConfigurationError",
     "ConflictError",
     "GatewayTimeoutError",
@@ -69,6 +80,9 @@ __all__ = [
     "Source",
     "Stream",
     "StreamChunk",
+    "StreamEvent",
+    "StreamHandle",
+    "StreamStatus",
     "UnprocessableEntityError",
     "__version__",
     "errors",

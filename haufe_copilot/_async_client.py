@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import weakref
 from collections.abc import AsyncGenerator, Callable, Mapping
 from types import TracebackType
@@ -17,11 +18,12 @@ from ._base_client import (
     check_body_size,
     transport_error,
 )
-from ._ndjson import DEFAULT_MAX_LINE_BYTES, NDJSONDecoder
-from ._protocol import RequestSpec
-from ._retry import retry_delay
+from ._ndjson import DEFAULT_MAX_LINE_BYTES
+from ._protocol import RequestSpec, StreamFormat
 from .errors import APIError
 from .resources.assistant import AsyncAssistant
+from .resources.completions import AsyncCompletions
+from .resources.streams import AsyncStreams
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -122,6 +124,8 @@ class AsyncHaufeCopilotClient(BaseClient):
         timeout_config = self._config.timeout
         self._pools = _PoolPerLoop(lambda: httpx.AsyncClient(timeout=timeout_config, follow_redirects=False))
         self.assistant = AsyncAssistant(self)
+        self.completions = AsyncCompletions(self)
+        self.streams = AsyncStreams(self)
 
     def with_options(self, **changes: Any) -> AsyncHaufeCopilotClient:
         """A client with some options changed (`timeout`, `max_retries`, ...)."""
@@ -147,12 +151,14 @@ class AsyncHaufeCopilotClient(BaseClient):
         return self._given_http if self._given_http is not None else await self._pools.get()
 
     async def _open(self, spec: RequestSpec, timeout: httpx.Timeout | None) -> httpx.Response:
-        """Send one attempt; a response with a 2xx status, its body not yet read."""
+        """Send one attempt; a response with a 2xx status, its body not yet read. A 401 on the
+        platform API with a `token_provider` asks it once more for a fresh token."""
         http = await self._http()
-        request = self._build_request(http, spec, timeout)
-        started = self._log_request(request)
-        response = await http.send(request, stream=True)
-        self._log_response(request, response, started)
+        token = await self._bearer_token(spec)
+        response = await self._send(http, spec, timeout, token)
+        if response.status_code == 401 and token is not None and self._config.token_provider is not None:
+            await response.aclose()
+            response = await self._send(http, spec, timeout, await self._bearer_token(spec))
         if response.is_success:
             return response
         try:
@@ -164,6 +170,24 @@ class AsyncHaufeCopilotClient(BaseClient):
         finally:
             await response.aclose()
         raise self._status_error(response, bytes(body))
+
+    async def _send(
+        self, http: httpx.AsyncClient, spec: RequestSpec, timeout: httpx.Timeout | None, token: str | None
+    ) -> httpx.Response:
+        request = self._build_request(http, spec, timeout, token)
+        started = self._log_request(request)
+        response = await http.send(request, stream=True)
+        self._log_response(request, response, started)
+        return response
+
+    async def _bearer_token(self, spec: RequestSpec) -> str | None:
+        provider = self._config.token_provider
+        if spec.api != "platform" or provider is None:
+            return self._static_bearer(spec)
+        token = provider()
+        if inspect.isawaitable(token):
+            token = await token
+        return self._checked_token(token)
 
     async def _request(
         self, spec: RequestSpec, parse: Callable[[bytes], T], timeout: httpx.Timeout | None
@@ -187,46 +211,35 @@ class AsyncHaufeCopilotClient(BaseClient):
                 error: APIError = transport_error(exc)
             except APIError as exc:
                 error = exc
-            delay = (
-                None
-                if received
-                else retry_delay(
-                    error,
-                    retries_done=retries_done,
-                    max_retries=self._config.max_retries,
-                    continues_thread=spec.continues_thread,
-                )
-            )
+            delay = self._retry_delay(error, spec, retries_done, delivered=received > 0)
             if delay is None:
                 raise error
-            self._log_retry(error, delay, retries_done, self._config.max_retries)
             await asyncio.sleep(delay)
             retries_done += 1
 
     async def _iterate(
-        self,
-        spec: RequestSpec,
-        convert: Callable[[dict[str, Any]], T],
-        text_of: Callable[[T], str],
-        timeout: httpx.Timeout | None,
+        self, spec: RequestSpec, fmt: StreamFormat[Any, T], timeout: httpx.Timeout | None
     ) -> AsyncGenerator[T, None]:
         """Stream items; retried only before the first item reached the caller (SPEC §2)."""
         retries_done = 0
         delivered: list[str] = []
+        convert, text_of = fmt.convert, fmt.text_of
         while True:
             response: httpx.Response | None = None
             try:
                 response = await self._open(spec, timeout)
-                decoder = NDJSONDecoder(self._config.max_line_bytes)
+                decoder = fmt.decoder(self._config.max_line_bytes)
                 async for data in response.aiter_bytes():
-                    for obj in decoder.feed(data):
-                        item = convert(obj)
+                    for raw in decoder.feed(data):
+                        item = convert(raw)
+                        if item is not None:
+                            delivered.append(text_of(item))
+                            yield item
+                for raw in decoder.close():
+                    item = convert(raw)
+                    if item is not None:
                         delivered.append(text_of(item))
                         yield item
-                for obj in decoder.close():
-                    item = convert(obj)
-                    delivered.append(text_of(item))
-                    yield item
                 return
             except httpx.TransportError as exc:
                 error: APIError = transport_error(exc)
@@ -237,15 +250,8 @@ class AsyncHaufeCopilotClient(BaseClient):
                     await response.aclose()
             if delivered:
                 error.partial = "".join(delivered)
-                raise error
-            delay = retry_delay(
-                error,
-                retries_done=retries_done,
-                max_retries=self._config.max_retries,
-                continues_thread=spec.continues_thread,
-            )
+            delay = self._retry_delay(error, spec, retries_done, delivered=bool(delivered))
             if delay is None:
                 raise error
-            self._log_retry(error, delay, retries_done, self._config.max_retries)
             await asyncio.sleep(delay)
             retries_done += 1

@@ -20,6 +20,7 @@ import httpx
 from ._logging import configure_from_environment, logger, redacted_headers
 from ._ndjson import DEFAULT_MAX_LINE_BYTES
 from ._protocol import RequestSpec, check_header_value
+from ._retry import retry_delay
 from ._version import __version__
 from .errors import (
     APIConnectionError,
@@ -343,16 +344,50 @@ class BaseClient:
                 response.headers.get("x-request-id"),
             )
 
-    @staticmethod
-    def _log_retry(error: APIError, delay: float, retries_done: int, max_retries: int) -> None:
-        logger.info(
-            "Retrying in %.2f s (retry %d of %d) after %s: %s",
-            delay,
-            retries_done + 1,
-            max_retries,
-            type(error).__name__,
-            error.message,
+    def _retry_delay(
+        self, error: APIError, spec: RequestSpec, retries_done: int, *, delivered: bool
+    ) -> float | None:
+        """Seconds before the next attempt (logged), or None to raise: nothing is retried once
+        a body has begun to reach the caller."""
+        if delivered:
+            return None
+        max_retries = self._config.max_retries
+        delay = retry_delay(
+            error, retries_done=retries_done, max_retries=max_retries, continues_thread=spec.continues_thread
         )
+        if delay is not None:
+            logger.info(
+                "Retrying in %.2f s (retry %d of %d) after %s: %s",
+                delay,
+                retries_done + 1,
+                max_retries,
+                type(error).__name__,
+                error.message,
+            )
+        return delay
+
+    def _static_bearer(self, spec: RequestSpec) -> str | None:
+        if spec.api != "platform":
+            return None
+        if self._config.platform_api_key is None:
+            raise ConfigurationError(
+                "The completions and async-streams APIs need a key or token: pass api_key=, "
+                "platform_api_key= or token_provider=."
+            )
+        return self._config.platform_api_key
+
+    @staticmethod
+    def _checked_token(token: object) -> str:
+        if (
+            not isinstance(token, str)
+            or not token.strip()
+            or any(ord(c) < 32 or ord(c) == 127 for c in token)
+        ):
+            raise ConfigurationError(
+                "token_provider must return the access token as a non-empty single-line string, "
+                f"not {type(token).__name__}."
+            )
+        return token
 
     @staticmethod
     def _status_error(response: httpx.Response, body: bytes) -> APIStatusError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Generator, Mapping
 from types import TracebackType
@@ -16,11 +17,12 @@ from ._base_client import (
     check_body_size,
     transport_error,
 )
-from ._ndjson import DEFAULT_MAX_LINE_BYTES, NDJSONDecoder
-from ._protocol import RequestSpec
-from ._retry import retry_delay
-from .errors import APIError
+from ._ndjson import DEFAULT_MAX_LINE_BYTES
+from ._protocol import RequestSpec, StreamFormat
+from .errors import APIError, ConfigurationError
 from .resources.assistant import Assistant
+from .resources.completions import Completions
+from .resources.streams import Streams
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -82,6 +84,8 @@ class HaufeCopilotClient(BaseClient):
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=self._config.timeout, follow_redirects=False)
         self.assistant = Assistant(self)
+        self.completions = Completions(self)
+        self.streams = Streams(self)
 
     def with_options(self, **changes: Any) -> HaufeCopilotClient:
         """A client with some options changed (`timeout`, `max_retries`, ...), sharing this pool."""
@@ -112,11 +116,13 @@ class HaufeCopilotClient(BaseClient):
     # -- I/O --------------------------------------------------------------------------------
 
     def _open(self, spec: RequestSpec, timeout: httpx.Timeout | None) -> httpx.Response:
-        """Send one attempt; a response with a 2xx status, its body not yet read."""
-        request = self._build_request(self._http, spec, timeout)
-        started = self._log_request(request)
-        response = self._http.send(request, stream=True)
-        self._log_response(request, response, started)
+        """Send one attempt; a response with a 2xx status, its body not yet read. A 401 on the
+        platform API with a `token_provider` asks it once more for a fresh token."""
+        token = self._bearer_token(spec)
+        response = self._send(spec, timeout, token)
+        if response.status_code == 401 and token is not None and self._config.token_provider is not None:
+            response.close()
+            response = self._send(spec, timeout, self._bearer_token(spec))
         if response.is_success:
             return response
         try:
@@ -128,6 +134,27 @@ class HaufeCopilotClient(BaseClient):
         finally:
             response.close()
         raise self._status_error(response, bytes(body))
+
+    def _send(self, spec: RequestSpec, timeout: httpx.Timeout | None, token: str | None) -> httpx.Response:
+        request = self._build_request(self._http, spec, timeout, token)
+        started = self._log_request(request)
+        response = self._http.send(request, stream=True)
+        self._log_response(request, response, started)
+        return response
+
+    def _bearer_token(self, spec: RequestSpec) -> str | None:
+        provider = self._config.token_provider
+        if spec.api != "platform" or provider is None:
+            return self._static_bearer(spec)
+        token = provider()
+        if inspect.isawaitable(token):
+            if inspect.iscoroutine(token):
+                token.close()
+            raise ConfigurationError(
+                "token_provider returned an awaitable: use AsyncHaufeCopilotClient with an async "
+                "provider, or give HaufeCopilotClient a plain function."
+            )
+        return self._checked_token(token)
 
     def _request(self, spec: RequestSpec, parse: Callable[[bytes], T], timeout: httpx.Timeout | None) -> T:
         """A blocking call with retries (SPEC §2): retried only before the body's first byte."""
@@ -149,46 +176,35 @@ class HaufeCopilotClient(BaseClient):
                 error: APIError = transport_error(exc)
             except APIError as exc:
                 error = exc
-            delay = (
-                None
-                if received
-                else retry_delay(
-                    error,
-                    retries_done=retries_done,
-                    max_retries=self._config.max_retries,
-                    continues_thread=spec.continues_thread,
-                )
-            )
+            delay = self._retry_delay(error, spec, retries_done, delivered=received > 0)
             if delay is None:
                 raise error
-            self._log_retry(error, delay, retries_done, self._config.max_retries)
             time.sleep(delay)
             retries_done += 1
 
     def _iterate(
-        self,
-        spec: RequestSpec,
-        convert: Callable[[dict[str, Any]], T],
-        text_of: Callable[[T], str],
-        timeout: httpx.Timeout | None,
+        self, spec: RequestSpec, fmt: StreamFormat[Any, T], timeout: httpx.Timeout | None
     ) -> Generator[T, None, None]:
         """Stream items; retried only before the first item reached the caller (SPEC §2)."""
         retries_done = 0
         delivered: list[str] = []
+        convert, text_of = fmt.convert, fmt.text_of
         while True:
             response: httpx.Response | None = None
             try:
                 response = self._open(spec, timeout)
-                decoder = NDJSONDecoder(self._config.max_line_bytes)
+                decoder = fmt.decoder(self._config.max_line_bytes)
                 for data in response.iter_bytes():
-                    for obj in decoder.feed(data):
-                        item = convert(obj)
+                    for raw in decoder.feed(data):
+                        item = convert(raw)
+                        if item is not None:
+                            delivered.append(text_of(item))
+                            yield item
+                for raw in decoder.close():
+                    item = convert(raw)
+                    if item is not None:
                         delivered.append(text_of(item))
                         yield item
-                for obj in decoder.close():
-                    item = convert(obj)
-                    delivered.append(text_of(item))
-                    yield item
                 return
             except httpx.TransportError as exc:
                 error: APIError = transport_error(exc)
@@ -199,15 +215,8 @@ class HaufeCopilotClient(BaseClient):
                     response.close()
             if delivered:
                 error.partial = "".join(delivered)
-                raise error
-            delay = retry_delay(
-                error,
-                retries_done=retries_done,
-                max_retries=self._config.max_retries,
-                continues_thread=spec.continues_thread,
-            )
+            delay = self._retry_delay(error, spec, retries_done, delivered=bool(delivered))
             if delay is None:
                 raise error
-            self._log_retry(error, delay, retries_done, self._config.max_retries)
             time.sleep(delay)
             retries_done += 1

@@ -7,25 +7,31 @@ client both turn into an httpx request), and answers are decoded from bytes or d
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from ._ndjson import NDJSONDecoder
 from .errors import (
     APIResponseValidationError,
     InvalidRequestError,
     error_from_stream_object,
     is_error_object,
 )
-from .types import AssistantAnswer, ChatMessage, StreamChunk
+from .types.assistant import AssistantAnswer, ChatMessage, StreamChunk
+
+R = TypeVar("R")
+T = TypeVar("T")
 
 __all__ = [
     "ASSISTANT_CHAT_PATH",
+    "ASSISTANT_STREAM",
     "ASSISTANT_STREAM_PATH",
     "MessageInput",
     "RequestSpec",
+    "StreamFormat",
     "build_assistant_request",
     "check_header_value",
     "check_identifier",
@@ -201,3 +207,26 @@ def _validation_summary(exc: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()[:5]
     )
+
+
+class Decoder(Protocol[R]):
+    """Bytes in, wire items (JSON objects, SSE events) out; `close()` at the end of the body."""
+
+    def feed(self, data: bytes) -> list[R]: ...
+
+    def close(self) -> list[R]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFormat(Generic[R, T]):
+    """How a streamed body becomes the caller's items: decode, convert, and the text of each
+    (which an interrupted stream's error carries as `partial`)."""
+
+    decoder: Callable[[int], Decoder[R]]  # given the size bound of one line or event
+    convert: Callable[[R], T | None]  # None: nothing for the caller (a [DONE] sentinel, ...)
+    text_of: Callable[[T], str]
+
+
+ASSISTANT_STREAM: StreamFormat[dict[str, Any], StreamChunk] = StreamFormat(
+    NDJSONDecoder, parse_chunk, chunk_text
+)

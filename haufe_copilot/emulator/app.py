@@ -125,9 +125,12 @@ async def begin(request: Request, state: EmulatorState, config: EmulatorConfig) 
     context = RequestContext(request, request_id, body, plan)
     if plan.delay:
         await asyncio.sleep(plan.delay)
-    if plan.fault is not None:
-        key = plan.fault_id or plan.fault
-        if plan.fault_times is None or state.count_fault(key) <= plan.fault_times:
+    if (plan.fault_times is not None and plan.fault_id is not None) or plan.fault is not None:
+        key = plan.fault_id or plan.fault or ""
+        if plan.fault_times is not None and state.count_fault(key) > plan.fault_times:
+            # the faults were for the first n requests of this id: this one is served as asked
+            context.plan = plan.without_faults()
+        elif plan.fault is not None:
             return context.error(plan.fault, with_retry_after=True)
     return context
 
@@ -187,8 +190,12 @@ def create_app(config: EmulatorConfig | None = None, state: EmulatorState | None
     app.state.config = config
     knowledge = Knowledge()
     add_assistant_routes(app, config, state, knowledge)
-    # completions routes (seed 002) are added here
-    # async-stream routes (seed 003) are added here
+    from .completions import add_completions_routes
+
+    add_completions_routes(app, config, state, knowledge)
+    from .async_streams import add_async_stream_routes
+
+    add_async_stream_routes(app, config, state, knowledge)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

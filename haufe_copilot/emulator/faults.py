@@ -8,7 +8,8 @@ which win over the server's plan:
   `rate_limit_message` (429 `{"message": ...}`), `proxy_html` (502 HTML page), `empty_503`
   (503, no body), `status_<NNN>` (status NNN, no code);
 - `x-emulator-fault-times: <n>`: only the first n requests with the same `x-emulator-fault-id`
-  (or fault name) fail; later ones succeed;
+  (or fault name) get the plan's faults (the error, and the stream faults below: a cut, a
+  malformed line, an error line); later ones are served normally;
 - `x-emulator-retry-after: <value>` / `x-emulator-retry-after-ms: <ms>`: send `Retry-After` /
   `retry-after-ms` with the error;
 - `x-emulator-delay: <seconds>`: wait before the first byte (the status line);
@@ -119,6 +120,10 @@ class FaultPlan:
     malformed_after: int | None = None
     stream_error: str | None = None
     stream_error_after: int = 0
+
+    def without_faults(self) -> FaultPlan:
+        """This plan with its errors and stream faults off (delays are kept)."""
+        return replace(self, fault=None, cut_after=None, malformed_after=None, stream_error=None)
 
     def with_headers(self, headers: Mapping[str, str]) -> FaultPlan:
         """This plan with the request's `x-emulator-*` headers applied on top."""

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .._protocol import MessageInput, build_assistant_request, chunk_text, parse_answer, parse_chunk
+from .._protocol import ASSISTANT_STREAM, MessageInput, build_assistant_request, parse_answer
 from .._streaming import AsyncStream, Stream
-from ..types import AssistantAnswer, StreamChunk, answer_from_chunks
+from ..types.assistant import AssistantAnswer, StreamChunk, answer_from_chunks
 
 if TYPE_CHECKING:
     from .._async_client import AsyncHaufeCopilotClient
@@ -103,7 +103,7 @@ class Assistant:
             extra_headers=extra_headers,
             extra_query=extra_query,
         )
-        return AssistantStream(self._client._iterate(spec, parse_chunk, chunk_text, _timeout(timeout)))
+        return AssistantStream(self._client._iterate(spec, ASSISTANT_STREAM, _timeout(timeout)))
 
 
 class AsyncAssistant:
@@ -160,7 +160,7 @@ class AsyncAssistant:
             extra_headers=extra_headers,
             extra_query=extra_query,
         )
-        return AsyncAssistantStream(self._client._iterate(spec, parse_chunk, chunk_text, _timeout(timeout)))
+        return AsyncAssistantStream(self._client._iterate(spec, ASSISTANT_STREAM, _timeout(timeout)))
 
 
 def _timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout | None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from ._base import WireModel
 
 __all__ = [
     "AnswerMetaData",
@@ -19,11 +21,8 @@ __all__ = [
     "Source",
     "SourceMetaData",
     "StreamChunk",
+    "answer_from_chunks",
 ]
-
-
-class WireModel(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
 class SourceMetaData(WireModel):

@@ -1,0 +1,125 @@
+"""`client.completions`: the OpenAI-compatible chat completions API (seed 002)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, overload
+
+import httpx
+
+from .._platform_protocol import (
+    COMPLETION_STREAM,
+    build_completion_request,
+    completion_from_chunks,
+    parse_completion,
+)
+from .._protocol import RequestSpec
+from .._streaming import AsyncStream, Stream
+from ..types.completions import ChatCompletion, ChatCompletionChunk
+from .assistant import _timeout
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .._async_client import AsyncHaufeCopilotClient
+    from .._client import HaufeCopilotClient
+
+__all__ = ["AsyncCompletions", "CompletionOptions", "Completions"]
+
+
+class CompletionOptions(TypedDict, total=False):
+    """The optional fields of seed 002, and the per-call transport options."""
+
+    model: str | None
+    temperature: float | None
+    top_p: float | None
+    n: int | None
+    stop: str | Sequence[str] | None
+    max_tokens: int | None
+    presence_penalty: float | None
+    frequency_penalty: float | None
+    tools: Sequence[Mapping[str, Any]] | None
+    tool_choice: Any
+    session_id: str | None
+    extra_body: Mapping[str, Any] | None
+    extra_headers: Mapping[str, str] | None
+    extra_query: Mapping[str, str] | None
+    timeout: float | httpx.Timeout | None
+
+
+def _spec(
+    messages: Sequence[Any], stream: bool, options: CompletionOptions
+) -> tuple[RequestSpec, httpx.Timeout | None]:
+    fields: dict[str, Any] = dict(options)
+    timeout = _timeout(fields.pop("timeout", None))
+    # Tool calls come only over SSE (seed 002): with tools, a blocking call streams too.
+    spec = build_completion_request(messages=messages, stream=stream or bool(fields.get("tools")), **fields)
+    return spec, timeout
+
+
+class Completions:
+    """Chat completions with tools, OpenAI-compatible; no assistant, threads or sources."""
+
+    def __init__(self, client: HaufeCopilotClient) -> None:
+        self._client = client
+
+    @overload
+    def create(
+        self, *, messages: Sequence[Any], stream: Literal[False] = False, **options: Unpack[CompletionOptions]
+    ) -> ChatCompletion: ...
+    @overload
+    def create(
+        self, *, messages: Sequence[Any], stream: Literal[True], **options: Unpack[CompletionOptions]
+    ) -> Stream[ChatCompletionChunk]: ...
+
+    def create(
+        self, *, messages: Sequence[Any], stream: bool = False, **options: Unpack[CompletionOptions]
+    ) -> ChatCompletion | Stream[ChatCompletionChunk]:
+        """`POST /api/v1/chat/completions` (Bearer auth).
+
+        Options are the fields of seed 002 (`model`, `temperature`, `top_p`, `n`, `stop`,
+        `max_tokens`, `presence_penalty`, `frequency_penalty`, `tools`, `tool_choice`,
+        `session_id`) plus `extra_body`, `extra_headers`, `extra_query` and `timeout`.
+        `stream=True` returns the SSE chunks (the last before `[DONE]` carries `usage`).
+        The service calls tools only over SSE, so with `tools` and `stream=False` this streams
+        and assembles the answer for you: the result is the same `ChatCompletion`, tool calls
+        included. A missing `session_id` gets a new one, returned on the answer; the request's
+        messages are the whole conversation (the server prepends nothing).
+        """
+        spec, timeout = _spec(messages, stream, options)
+        if not spec.stream:
+            return self._client._request(spec, parse_completion, timeout)
+        chunks = Stream(self._client._iterate(spec, COMPLETION_STREAM, timeout))
+        if stream:
+            return chunks
+        with chunks:
+            return completion_from_chunks(list(chunks))
+
+
+class AsyncCompletions:
+    """Chat completions, asynchronously (see `Completions`)."""
+
+    def __init__(self, client: AsyncHaufeCopilotClient) -> None:
+        self._client = client
+
+    @overload
+    async def create(
+        self, *, messages: Sequence[Any], stream: Literal[False] = False, **options: Unpack[CompletionOptions]
+    ) -> ChatCompletion: ...
+    @overload
+    async def create(
+        self, *, messages: Sequence[Any], stream: Literal[True], **options: Unpack[CompletionOptions]
+    ) -> AsyncStream[ChatCompletionChunk]: ...
+
+    async def create(
+        self, *, messages: Sequence[Any], stream: bool = False, **options: Unpack[CompletionOptions]
+    ) -> ChatCompletion | AsyncStream[ChatCompletionChunk]:
+        """See `Completions.create`; with `stream=True`, `await` it for the async iterator."""
+        spec, timeout = _spec(messages, stream, options)
+        if not spec.stream:
+            return await self._client._request(spec, parse_completion, timeout)
+        chunks = AsyncStream(self._client._iterate(spec, COMPLETION_STREAM, timeout))
+        if stream:
+            return chunks
+        async with chunks:
+            return completion_from_chunks([chunk async for chunk in chunks])

@@ -1,0 +1,99 @@
+"""The client configuration a LangChain component holds, and its lazily built core clients.
+
+The clients are private and left out of the component's state, so a used model still pickles
+and deep-copies (the copy builds its own clients on first use). One async core client serves
+every event loop: it keeps a connection pool per loop and closes each as its loop shuts down.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from langchain_core.utils import from_env, secret_from_env
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+
+from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient
+
+_SHARED_BY_REFERENCE = ("token_provider", "http_client", "http_async_client")
+
+
+class HaufeClientFields(BaseModel):
+    """Connection settings shared by `ChatHaufeCopilot` and `HaufeCopilotRetriever`."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
+
+    api_key: SecretStr | None = Field(default_factory=secret_from_env("HAUFE_COPILOT_API_KEY", default=None))
+    """The `api-key` of the Assistant API; default from `HAUFE_COPILOT_API_KEY`."""
+    base_url: str | None = Field(default_factory=from_env("HAUFE_COPILOT_BASE_URL", default=None))
+    """The Assistant API's base URL; default `HAUFE_COPILOT_BASE_URL`, else https://api.haufe.ai."""
+    platform_api_key: SecretStr | None = Field(
+        default_factory=secret_from_env("HAUFE_COPILOT_PLATFORM_API_KEY", default=None)
+    )
+    """Bearer key of the completions and async-streams APIs; default `api_key`."""
+    platform_base_url: str | None = None
+    """Base URL of the completions and async-streams APIs; default `base_url`."""
+    token_provider: Callable[[], Any] | None = Field(default=None, exclude=True)
+    """A sync or async callable giving OAuth2/JWT access tokens for the platform APIs."""
+    timeout: float | httpx.Timeout | None = None
+    """Seconds, or an `httpx.Timeout`; default connect 5 s, read 60 s."""
+    max_retries: int = 2
+    """Attempts after the first (SPEC §2's rules: streams only before their first delta)."""
+    default_headers: dict[str, str] | None = None
+    http_client: httpx.Client | None = Field(default=None, exclude=True)
+    """An `httpx.Client` you own, for the sync calls."""
+    http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True)
+    """An `httpx.AsyncClient` you own, for the async calls (it belongs to one event loop)."""
+    allow_insecure_http: bool = False
+    """Allow sending the key over plain http to a host other than loopback."""
+
+    _client: HaufeCopilotClient | None = PrivateAttr(default=None)
+    _async_client: AsyncHaufeCopilotClient | None = PrivateAttr(default=None)
+
+    def _client_options(self) -> dict[str, Any]:
+        return {
+            "api_key": self.api_key.get_secret_value() if self.api_key else None,
+            "base_url": self.base_url,
+            "platform_api_key": self.platform_api_key.get_secret_value() if self.platform_api_key else None,
+            "platform_base_url": self.platform_base_url,
+            "token_provider": self.token_provider,
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+            "default_headers": self.default_headers,
+            "allow_insecure_http": self.allow_insecure_http,
+        }
+
+    @property
+    def client(self) -> HaufeCopilotClient:
+        """The sync core client, built on first use."""
+        if self._client is None:
+            self._client = HaufeCopilotClient(**self._client_options(), http_client=self.http_client)
+        return self._client
+
+    @property
+    def async_client(self) -> AsyncHaufeCopilotClient:
+        """The async core client, built on first use; it serves any event loop."""
+        if self._async_client is None:
+            self._async_client = AsyncHaufeCopilotClient(
+                **self._client_options(), http_client=self.http_async_client
+            )
+        return self._async_client
+
+    def __getstate__(self) -> dict[Any, Any]:
+        state = super().__getstate__()
+        private = dict(state.get("__pydantic_private__") or {})
+        private.update(_client=None, _async_client=None)
+        state["__pydantic_private__"] = private
+        return state
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Any:
+        memo = {} if memo is None else memo
+        for name in _SHARED_BY_REFERENCE:  # connections and callables are shared, not copied
+            value = getattr(self, name, None)
+            if value is not None:
+                memo[id(value)] = value
+        clone = type(self).__new__(type(self))
+        clone.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        return clone
