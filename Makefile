@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv clean bench faults soak
 
 $(INSTALLED): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,15 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
+
+bench: $(INSTALLED)
+	$(BIN)/python -m benchmarks
+
+faults: $(INSTALLED)
+	$(BIN)/python -m tests.reliability.matrix --write docs/reliability.md
+
+soak: $(INSTALLED)
+	$(BIN)/python -m tests.reliability.soak
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
