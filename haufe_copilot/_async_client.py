@@ -176,7 +176,9 @@ class AsyncHaufeCopilotClient(BaseClient):
     ) -> httpx.Response:
         request = self._build_request(http, spec, timeout, token)
         started = self._log_request(request)
-        response = await http.send(request, stream=True)
+        # Never follow a redirect, even with an `http_client` that would: httpx strips
+        # Authorization on a cross-origin redirect but not `api-key` (SPEC §2, secrets).
+        response = await http.send(request, stream=True, follow_redirects=False)
         self._log_response(request, response, started)
         return response
 

@@ -87,6 +87,9 @@ class ClientConfig:
         max_response_bytes: int,
     ) -> ClientConfig:
         api_key = api_key if api_key is not None else os.environ.get("HAUFE_COPILOT_API_KEY") or None
+        for name, key in (("api_key", api_key), ("platform_api_key", platform_api_key)):
+            if key is not None:
+                check_credential(name, key)
         if api_key is None and platform_api_key is None and token_provider is None:
             raise ConfigurationError(
                 "No API key: pass api_key=... or set the HAUFE_COPILOT_API_KEY environment variable "
@@ -186,6 +189,22 @@ def transport_error(exc: httpx.TransportError) -> APIConnectionError:
         )
     error.__cause__ = exc
     return error
+
+
+def check_credential(name: str, value: object) -> None:
+    """A key or token must be a header value httpx can send; the message never shows it (httpx's and
+    h11's own errors for an illegal header value quote the value: the secret)."""
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"{name} must be a non-empty string, not {type(value).__name__}.")
+    if not value.isascii() or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ConfigurationError(
+            f"{name} holds a control character (such as a line break) or a character that is not "
+            "ASCII; check how it was copied (the value is not shown here)."
+        )
+    if value != value.strip():
+        raise ConfigurationError(
+            f"{name} starts or ends with whitespace; check how it was copied (the value is not shown here)."
+        )
 
 
 def check_body_size(received: int, limit: int) -> None:
@@ -387,6 +406,7 @@ class BaseClient:
                 "token_provider must return the access token as a non-empty single-line string, "
                 f"not {type(token).__name__}."
             )
+        check_credential("The token from token_provider", token)
         return token
 
     @staticmethod

@@ -138,7 +138,9 @@ class HaufeCopilotClient(BaseClient):
     def _send(self, spec: RequestSpec, timeout: httpx.Timeout | None, token: str | None) -> httpx.Response:
         request = self._build_request(self._http, spec, timeout, token)
         started = self._log_request(request)
-        response = self._http.send(request, stream=True)
+        # Never follow a redirect, even with an `http_client` that would: httpx strips
+        # Authorization on a cross-origin redirect but not `api-key` (SPEC §2, secrets).
+        response = self._http.send(request, stream=True, follow_redirects=False)
         self._log_response(request, response, started)
         return response
 

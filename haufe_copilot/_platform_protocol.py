@@ -292,7 +292,10 @@ def check_response_format(response_format: Mapping[str, Any] | None) -> dict[str
 
 def _stream_path(stream_id: str, suffix: str) -> str:
     check_identifier("stream_id", stream_id, optional=False)
-    return f"{ASYNC_STREAMS_PATH}/{quote(stream_id, safe='')}/{suffix}"
+    segment = quote(stream_id, safe="")
+    if segment in (".", ".."):  # a dot segment would be resolved away: /async/../cancel is /cancel
+        segment = segment.replace(".", "%2E")
+    return f"{ASYNC_STREAMS_PATH}/{segment}/{suffix}"
 
 
 def build_stream_start(

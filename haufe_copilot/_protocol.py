@@ -13,7 +13,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ._ndjson import NDJSONDecoder
+from ._ndjson import NDJSONLines, parse_object
 from .errors import (
     APIResponseValidationError,
     InvalidRequestError,
@@ -95,11 +95,22 @@ def check_header_value(name: str, value: object) -> str:
             f"The header {name!r} contains a control character (such as CR or LF); "
             "header names and values must be single-line text."
         )
+    if not (value.isascii() and name.isascii()):
+        # httpx would raise a bare UnicodeEncodeError carrying the whole value (a secret, maybe).
+        raise InvalidRequestError(
+            f"The header {name!r} holds a character that is not ASCII; HTTP header names and values "
+            "must be ASCII (percent-encode other text)."
+        )
     return value
 
 
+#: Line and paragraph separators: not Cc, but line breaks to `str.splitlines` and many log readers.
+_LINE_SEPARATORS = frozenset("\u2028\u2029")
+
+
 def _has_control_character(text: str) -> bool:
-    return any(ord(char) < 32 or ord(char) == 127 for char in text)
+    """C0 and C1 control characters (CR, LF, NUL, NEL, ...), DEL, and the Unicode line separators."""
+    return any(ord(char) < 32 or 127 <= ord(char) <= 159 or char in _LINE_SEPARATORS for char in text)
 
 
 def _message_dict(index: int, message: object) -> dict[str, Any]:
@@ -199,6 +210,16 @@ def parse_chunk(obj: dict[str, Any]) -> StreamChunk:
         ) from None
 
 
+def parse_chunk_line(line: bytes) -> StreamChunk:
+    """One NDJSON line of an assistant stream, parsed straight into the model (the hot path);
+    anything else is read again as a plain object to say what it is: an error line, or not a chunk."""
+    try:
+        return StreamChunk.model_validate_json(line)
+    except ValidationError:
+        pass
+    return parse_chunk(parse_object(line))
+
+
 def chunk_text(chunk: StreamChunk) -> str:
     return chunk.delta.content
 
@@ -227,6 +248,4 @@ class StreamFormat(Generic[R, T]):
     text_of: Callable[[T], str]
 
 
-ASSISTANT_STREAM: StreamFormat[dict[str, Any], StreamChunk] = StreamFormat(
-    NDJSONDecoder, parse_chunk, chunk_text
-)
+ASSISTANT_STREAM: StreamFormat[bytes, StreamChunk] = StreamFormat(NDJSONLines, parse_chunk_line, chunk_text)

@@ -35,20 +35,24 @@ class StopFilter:
         if not self._stops:
             return piece
         text = self._held + piece
-        head, found = cut_at_stop(text, self._stops)
-        if found:
+        match, _ = cut_at_stop(text, self._stops)
+        end = len(match) if len(match) < len(text) else None  # where a complete stop begins
+        # The earliest place where a stop may still begin, once more text arrives.
+        pending = next(
+            (
+                start
+                for start in range(max(0, len(text) - self._longest + 1), len(text))
+                if any(len(s) > len(text) - start and s.startswith(text[start:]) for s in self._stops)
+            ),
+            None,
+        )
+        if end is not None and (pending is None or end <= pending):
             self.stopped = True
             self._held = ""
-            return head
-        # Hold back the longest tail that is a prefix of some stop sequence.
-        keep = 0
-        for size in range(min(len(text), self._longest - 1), 0, -1):
-            tail = text[-size:]
-            if any(s.startswith(tail) for s in self._stops):
-                keep = size
-                break
-        self._held = text[len(text) - keep :] if keep else ""
-        return text[: len(text) - keep]
+            return text[:end]
+        keep_from = len(text) if pending is None else pending
+        self._held = text[keep_from:]
+        return text[:keep_from]
 
     def flush(self) -> str:
         """What was held back, at the end of the stream."""

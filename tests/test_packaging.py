@@ -26,6 +26,9 @@ def test_the_wheel_holds_the_corpus_and_py_typed(tmp_path: Path) -> None:
     assert "haufe_copilot/py.typed" in names
     assert "haufe_copilot/emulator/corpus.json" in names
     assert {"langchain_haufe/__init__.py", "llama_index_haufe/__init__.py"} <= names
+    # `llama_index.llms.haufe`, inside the namespace packages llama-index-core shares
+    assert "llama_index/llms/haufe/__init__.py" in names
+    assert not {"llama_index/__init__.py", "llama_index/llms/__init__.py"} & names
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert "Requires-Dist: httpx" in metadata and "Requires-Dist: pydantic" in metadata
     core = [

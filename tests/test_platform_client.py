@@ -16,7 +16,7 @@ from haufe_copilot._tool_calls import ToolCallAccumulator
 from haufe_copilot.emulator import EmulatorServer
 from haufe_copilot.types import DeltaEvent, DoneEvent, StatusEvent, StreamEvent, ThinkingEvent, ToolCallEvent
 
-from .conftest import QUESTION, SESSION_API_KEY, attempts, user
+from .conftest import QUESTION, SESSION_API_KEY, attempts, user, wait_for
 
 WEATHER = {
     "type": "function",
@@ -354,7 +354,12 @@ def test_a_50_event_stream_cut_at_every_index_resumes_exactly(
         assert [(e.id, e.event, e.model_dump(exclude={"id"})) for e in resumed] == [
             (e.id, e.event, e.model_dump(exclude={"id"})) for e in whole
         ]
-        mine = [o for o in list(observations) if o.stream_id == handle.stream_id]
+
+        def finished(stream_id: str = handle.stream_id) -> list[Any]:
+            mine = [o for o in list(observations) if o.stream_id == stream_id]
+            return mine if len(mine) == 2 and all(o.record.ended_at is not None for o in mine) else []
+
+        mine = wait_for(finished)  # the server books a sent event just after sending it
         assert [o.sent for o in mine] == [list(range(1, cut + 1)), list(range(cut + 1, len(whole) + 1))]
         assert [o.last_event_id or 0 for o in mine] == [0, cut]
 

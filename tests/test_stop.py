@@ -32,6 +32,13 @@ def test_streamed_equals_blocking_for_any_split(text: str, stops: list[str], cut
     assert stop_filter.stopped == found
 
 
+def test_a_longer_stop_that_began_earlier_wins() -> None:
+    f = StopFilter(["a", "baa"])
+    assert f.feed("ba") == ""  # "b" may begin "baa": held, though "a" already matched
+    assert f.feed("a") == "" and f.stopped
+    assert cut_at_stop("baa", ["a", "baa"]) == ("", True)
+
+
 def test_nothing_after_the_stop_is_emitted_even_held_back() -> None:
     f = StopFilter(["END"])
     assert f.feed("text E") == "text "

@@ -134,10 +134,47 @@ async def _cut_in_half(body: bytes) -> AsyncIterator[bytes | None]:
     yield None
 
 
+BULK_WRITE_BYTES = 64 * 1024
+
+
+async def _bulk_deltas(
+    count: int, thread: Thread, answer: ComposedAnswer, record: Any
+) -> AsyncIterator[bytes | None]:
+    """`count` one-word deltas, prepared up front and sent in large writes (benchmarks)."""
+    head = {"created_at": _now(), "message_id": str(uuid.uuid4()), "thread_id": thread.id}
+    line = (
+        json.dumps(
+            {**head, "delta": {"content": "Wort ", "role": "assistant", "sources": []}}, ensure_ascii=False
+        )
+        + "\n"
+    ).encode("utf-8")
+    sources = [source.to_source() for source in answer.sources]
+    last = (
+        json.dumps(
+            {**head, "delta": {"content": "Ende.", "role": "assistant", "sources": sources}},
+            ensure_ascii=False,
+        )
+        + "\n"
+    ).encode("utf-8")
+    per_write = max(1, BULK_WRITE_BYTES // len(line))
+    remaining = max(count - 1, 0)
+    while remaining:
+        batch = min(per_write, remaining)
+        yield line * batch
+        remaining -= batch
+        record.deltas_sent += batch
+    yield last
+    record.deltas_sent += 1
+
+
 async def _ndjson_deltas(
     context: RequestContext, thread: Thread, answer: ComposedAnswer, config: EmulatorConfig, record: Any
 ) -> AsyncIterator[bytes | None]:
     plan = context.plan
+    if plan.bulk is not None:
+        async for item in _bulk_deltas(plan.bulk, thread, answer, record):
+            yield item
+        return
     pieces = split_deltas(answer.text, config.words_per_delta) or [""]
     message_id = str(uuid.uuid4())
     created_at = _now()

@@ -643,10 +643,12 @@ async def _observe(
                 observation.record.outcome = "malformed"
                 yield f'id: {logged.id}\nevent: {logged.event}\ndata: {{"content": "unterbro\n\n'.encode()
                 return
-            yield logged.frame()
+            # Recorded as the frame is handed to the server, not after: a client that closes on
+            # `done` may get the server to cancel this generator before it would resume.
             observation.sent.append(logged.id)
             observation.record.deltas_sent += 1
             sent += 1
+            yield logged.frame()
             continue
         if stream.finished:
             break

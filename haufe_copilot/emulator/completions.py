@@ -13,6 +13,10 @@
   results the answer quotes them, followed by the corpus answer where the question matches one.
 - `stop` ends the text before the first stop sequence; `max_tokens` counts whitespace-separated
   words (finish_reason "length"); `n` > 1 gives n identical choices; `usage` counts words.
+- Faults (`x-emulator-*`, see `faults`): the SSE deltas counted by `cut-after`,
+  `malformed-after` (a `data: {broken` frame) and `stream-error-after` (an `event: error` frame
+  with `{error_code, detail}`) are the content and tool-call chunks after the role chunk; a
+  count beyond the answer applies after its last delta. A JSON answer is cut after half its body.
 - Other sampling fields (`temperature`, `top_p`, `presence_penalty`, `frequency_penalty`) are
   accepted and have no effect: the emulator is deterministic.
 """
@@ -442,7 +446,11 @@ async def _event_stream(
     if plan.cut_after is not None:  # asked to cut after more deltas than the answer has
         yield None
         return
-    if plan.stream_error is not None:  # ... or to fail after more deltas than it has
+    if plan.malformed_after is not None:  # ... or to break after more deltas than it has
+        record.outcome = "malformed"
+        yield b"data: {broken\n\n"
+        return
+    if plan.stream_error is not None:
         record.outcome = "error"
         yield sse_frame(json.dumps(error_body(plan.stream_error), ensure_ascii=False), event="error")
         return

@@ -19,6 +19,10 @@ which win over the server's plan:
 - `x-emulator-malformed-after: <n>`: after n deltas send a line that is not JSON;
 - `x-emulator-stream-error: <error_code>`: after `x-emulator-stream-error-after` (default 0)
   deltas send that `{error_code, detail}` line and end the stream.
+
+Not a fault but a switch for benchmarks: `x-emulator-bulk: <n>` makes a streamed answer n
+deltas of one word, prepared in advance and written in large writes, so that a benchmark
+measures the client and not the server.
 """
 
 from __future__ import annotations
@@ -120,6 +124,7 @@ class FaultPlan:
     malformed_after: int | None = None
     stream_error: str | None = None
     stream_error_after: int = 0
+    bulk: int | None = None
 
     def without_faults(self) -> FaultPlan:
         """This plan with its errors and stream faults off (delays are kept)."""
