@@ -7,8 +7,9 @@ LlamaIndex integrations (`langchain_haufe`, `llama_index_haufe`) and the local e
 framework nor a web server.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from . import errors, types
-from ._async_client import AsyncHaufeCopilotClient
 from ._base_client import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, USER_AGENT
 from ._client import HaufeCopilotClient
 from ._streaming import AsyncStream, Stream
@@ -45,6 +46,19 @@ from .types import (
     StreamHandle,
     StreamStatus,
 )
+
+if TYPE_CHECKING:
+    from ._async_client import AsyncHaufeCopilotClient
+
+
+def __getattr__(name: str) -> Any:
+    # The async client is loaded on first use: it brings asyncio, which a sync user never needs.
+    if name == "AsyncHaufeCopilotClient":
+        from ._async_client import AsyncHaufeCopilotClient
+
+        return AsyncHaufeCopilotClient
+    raise AttributeError(f"module 'haufe_copilot' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -36,6 +36,9 @@ DEFAULT_BASE_URL = "https://api.haufe.ai"
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 DEFAULT_MAX_RETRIES = 2
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+# An interrupted stream's error carries the text delivered before it; keeping it costs memory
+# the size of the answer, so it is kept up to this bound (the caller saw every delta anyway).
+DEFAULT_MAX_PARTIAL_CHARS = 1024 * 1024
 # An error body is only read for its message: a proxy's huge page must not fill memory.
 MAX_ERROR_BODY_BYTES = 1024 * 1024
 USER_AGENT = f"haufe-copilot-python/{__version__}"
@@ -69,6 +72,7 @@ class ClientConfig:
     allow_insecure_http: bool
     max_line_bytes: int
     max_response_bytes: int
+    max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS
 
     @classmethod
     def resolve(
@@ -85,6 +89,7 @@ class ClientConfig:
         allow_insecure_http: bool,
         max_line_bytes: int,
         max_response_bytes: int,
+        max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS,
     ) -> ClientConfig:
         api_key = api_key if api_key is not None else os.environ.get("HAUFE_COPILOT_API_KEY") or None
         for name, key in (("api_key", api_key), ("platform_api_key", platform_api_key)):
@@ -111,7 +116,11 @@ class ClientConfig:
                 )
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ConfigurationError(f"max_retries must be a whole number >= 0, not {max_retries!r}.")
-        for name, value in (("max_line_bytes", max_line_bytes), ("max_response_bytes", max_response_bytes)):
+        for name, value in (
+            ("max_line_bytes", max_line_bytes),
+            ("max_response_bytes", max_response_bytes),
+            ("max_partial_chars", max_partial_chars),
+        ):
             if not isinstance(value, int) or value <= 0:
                 raise ConfigurationError(f"{name} must be a positive number of bytes, not {value!r}.")
         headers = {str(k): check_header_value(str(k), v) for k, v in (default_headers or {}).items()}
@@ -127,6 +136,7 @@ class ClientConfig:
             allow_insecure_http=allow_insecure_http,
             max_line_bytes=max_line_bytes,
             max_response_bytes=max_response_bytes,
+            max_partial_chars=max_partial_chars,
         )
 
 
@@ -144,8 +154,14 @@ def _as_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
 
 def _normalise_url(url: str, name: str) -> str:
     parts = urlsplit(url)
+    if "@" in parts.netloc:  # user:password@host: a credential that every repr and log would show
+        raise ConfigurationError(
+            f"{name} must not carry credentials (user:password@host); pass the key as api_key= "
+            "(the URL is not shown here)."
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"{name} must be an http(s) URL such as https://api.haufe.ai, not {url!r}.")
+        shown = "this value" if "@" in url else repr(url)  # "user:password@host" without a scheme
+        raise ConfigurationError(f"{name} must be an http(s) URL such as https://api.haufe.ai, not {shown}.")
     if parts.query or parts.fragment:
         raise ConfigurationError(f"{name} must not have a query or fragment: {url!r}.")
     return url.rstrip("/")
@@ -235,6 +251,7 @@ class BaseClient:
         allow_insecure_http: bool = False,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS,
     ) -> None:
         self._config = ClientConfig.resolve(
             api_key=api_key,
@@ -248,6 +265,7 @@ class BaseClient:
             allow_insecure_http=allow_insecure_http,
             max_line_bytes=max_line_bytes,
             max_response_bytes=max_response_bytes,
+            max_partial_chars=max_partial_chars,
         )
 
     # Public read-only views of the configuration (never the keys).
@@ -281,7 +299,14 @@ class BaseClient:
 
     def _options(self, **changes: Any) -> dict[str, Any]:
         """Constructor arguments for a copy of this client with some options changed."""
-        allowed = {"timeout", "max_retries", "default_headers", "max_line_bytes", "max_response_bytes"}
+        allowed = {
+            "timeout",
+            "max_retries",
+            "default_headers",
+            "max_line_bytes",
+            "max_response_bytes",
+            "max_partial_chars",
+        }
         unknown = set(changes) - allowed
         if unknown:
             raise ConfigurationError(f"with_options() takes only {sorted(allowed)}, not {sorted(unknown)}.")
@@ -298,6 +323,7 @@ class BaseClient:
             "allow_insecure_http": config.allow_insecure_http,
             "max_line_bytes": config.max_line_bytes,
             "max_response_bytes": config.max_response_bytes,
+            "max_partial_chars": config.max_partial_chars,
         }
         if "default_headers" in changes:
             changes["default_headers"] = {**config.default_headers, **changes["default_headers"]}

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from ._base_client import (
+    DEFAULT_MAX_PARTIAL_CHARS,
     MAX_ERROR_BODY_BYTES,
     BaseClient,
     TokenProvider,
@@ -62,6 +63,7 @@ class HaufeCopilotClient(BaseClient):
         allow_insecure_http: bool = False,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         max_response_bytes: int = 64 * 1024 * 1024,
+        max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -75,6 +77,7 @@ class HaufeCopilotClient(BaseClient):
             allow_insecure_http=allow_insecure_http,
             max_line_bytes=max_line_bytes,
             max_response_bytes=max_response_bytes,
+            max_partial_chars=max_partial_chars,
         )
         if http_client is not None and not isinstance(http_client, httpx.Client):
             raise TypeError(
@@ -189,7 +192,8 @@ class HaufeCopilotClient(BaseClient):
     ) -> Generator[T, None, None]:
         """Stream items; retried only before the first item reached the caller (SPEC §2)."""
         retries_done = 0
-        delivered: list[str] = []
+        delivered: list[str] = []  # the partial text an error carries, up to max_partial_chars
+        kept, cap, more = 0, self._config.max_partial_chars, False
         convert, text_of = fmt.convert, fmt.text_of
         while True:
             response: httpx.Response | None = None
@@ -200,12 +204,22 @@ class HaufeCopilotClient(BaseClient):
                     for raw in decoder.feed(data):
                         item = convert(raw)
                         if item is not None:
-                            delivered.append(text_of(item))
+                            if kept < cap:
+                                text = text_of(item)
+                                delivered.append(text)
+                                kept += len(text)
+                            else:
+                                more = True
                             yield item
                 for raw in decoder.close():
                     item = convert(raw)
                     if item is not None:
-                        delivered.append(text_of(item))
+                        if kept < cap:
+                            text = text_of(item)
+                            delivered.append(text)
+                            kept += len(text)
+                        else:
+                            more = True
                         yield item
                 return
             except httpx.TransportError as exc:
@@ -216,7 +230,9 @@ class HaufeCopilotClient(BaseClient):
                 if response is not None:
                     response.close()
             if delivered:
-                error.partial = "".join(delivered)
+                partial = "".join(delivered)
+                error.partial = partial[:cap]
+                error.partial_truncated = more or len(partial) > cap
             delay = self._retry_delay(error, spec, retries_done, delivered=bool(delivered))
             if delay is None:
                 raise error

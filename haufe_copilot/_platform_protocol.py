@@ -197,6 +197,11 @@ def parse_completion_event(event: ServerSentEvent) -> ChatCompletionChunk | None
     """One SSE event of a completion stream; None for the `[DONE]` sentinel."""
     if event.data == "[DONE]":
         return None
+    if event.event == "message":
+        try:  # the hot path: parse straight into the model
+            return ChatCompletionChunk.model_validate_json(event.data)
+        except ValidationError:
+            pass  # read it again below, to say what it is
     data = event.json()
     if event.event == "error":
         if not isinstance(data, Mapping):

@@ -7,6 +7,7 @@ client both turn into an httpx request), and answers are decoded from bytes or d
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -66,7 +67,15 @@ class RequestSpec:
     def content(self) -> bytes | None:
         if self.body is None:
             return None
-        return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        text = json.dumps(self.body, ensure_ascii=False, separators=(",", ":"))
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidRequestError(
+                "The request holds text that is not valid Unicode "
+                f"({exc.object[exc.start : exc.end]!r}, a lone surrogate, as left by decoding bytes with "
+                "errors='surrogateescape'); clean the text first."
+            ) from None
 
 
 def check_identifier(name: str, value: object, *, optional: bool = True) -> str | None:
@@ -95,6 +104,14 @@ def check_header_value(name: str, value: object) -> str:
             f"The header {name!r} contains a control character (such as CR or LF); "
             "header names and values must be single-line text."
         )
+    if not _HEADER_NAME.fullmatch(name):
+        raise InvalidRequestError(
+            f"{name!r} is not an HTTP header name: use letters, digits and !#$%&'*+-.^_`|~ only."
+        )
+    if value != value.strip(" \t"):  # h11 refuses it, as a connection error quoting the value
+        raise InvalidRequestError(
+            f"The header {name!r} starts or ends with whitespace; HTTP does not allow that in a value."
+        )
     if not (value.isascii() and name.isascii()):
         # httpx would raise a bare UnicodeEncodeError carrying the whole value (a secret, maybe).
         raise InvalidRequestError(
@@ -103,6 +120,9 @@ def check_header_value(name: str, value: object) -> str:
         )
     return value
 
+
+#: An HTTP header name (RFC 9110 token).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 #: Line and paragraph separators: not Cc, but line breaks to `str.splitlines` and many log readers.
 _LINE_SEPARATORS = frozenset("\u2028\u2029")

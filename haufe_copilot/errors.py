@@ -9,7 +9,6 @@ bytes, and never sees a request's credentials.
 
 from __future__ import annotations
 
-import email.utils
 import html
 import json
 import re
@@ -52,6 +51,8 @@ class HaufeCopilotError(Exception):
 
     #: The text of the answer delivered before the error (streams only; "" otherwise).
     partial: str = ""
+    #: Whether more was delivered than `partial` holds (it keeps up to `max_partial_chars`).
+    partial_truncated: bool = False
 
 
 class ConfigurationError(HaufeCopilotError, ValueError):
@@ -81,7 +82,15 @@ class APIError(HaufeCopilotError):
             text = f"{text} {self.hint}"
         if self.partial:
             delivered = len(self.partial)
-            text = f"{text} ({delivered} characters of the answer were delivered before this; see .partial)"
+            if self.partial_truncated:
+                text = (
+                    f"{text} (more of the answer was delivered before this; .partial keeps its first "
+                    f"{delivered} characters: raise max_partial_chars to keep more)"
+                )
+            else:
+                text = (
+                    f"{text} ({delivered} characters of the answer were delivered before this; see .partial)"
+                )
         return text
 
 
@@ -284,6 +293,8 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
         return _clamp(float(raw))
     except ValueError:
         pass
+    import email.utils  # only for the rare HTTP-date form; it is slow to import
+
     try:
         when = email.utils.parsedate_to_datetime(raw)
     except (TypeError, ValueError, IndexError):

@@ -265,7 +265,7 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
             return
         for item in stream_answer(self.client, self._turn(messages, stop, kwargs)):
             if isinstance(item, AnswerDelta):
-                yield ChatGenerationChunk(message=AIMessageChunk(content=item.text, id=item.message_id))
+                yield _text_chunk(item.text, item.message_id)
             else:
                 yield self._last_chunk(item, kwargs)
 
@@ -286,7 +286,7 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
             return
         async for item in astream_answer(self.async_client, self._turn(messages, stop, kwargs)):
             if isinstance(item, AnswerDelta):
-                yield ChatGenerationChunk(message=AIMessageChunk(content=item.text, id=item.message_id))
+                yield _text_chunk(item.text, item.message_id)
             else:
                 yield self._last_chunk(item, kwargs)
 
@@ -345,8 +345,8 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
                     "type": "tool_call_chunk",
                 }
             )
-        if not delta.content and not tool_call_chunks:
-            return None
+        if not tool_call_chunks:
+            return _text_chunk(delta.content, chunk.id) if delta.content else None
         return ChatGenerationChunk(
             message=AIMessageChunk(
                 content=delta.content or "", tool_call_chunks=tool_call_chunks, id=chunk.id
@@ -550,6 +550,28 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
         fallback = RunnablePassthrough.assign(parsed=lambda _: None)
         return RunnableMap(raw=llm) | parsed.with_fallbacks([fallback], exception_key="parsing_error")
+
+
+_MESSAGE_PROTOTYPE = AIMessageChunk(content="")
+_GENERATION_PROTOTYPE = ChatGenerationChunk(message=_MESSAGE_PROTOTYPE)
+
+
+def _text_chunk(text: str, message_id: str) -> ChatGenerationChunk:
+    """A text delta as LangChain's chunk: a copy of a validated prototype with the text and id
+    set (and fresh containers, so no two chunks share one). This runs once per streamed delta,
+    and validating each chunk again would be most of its cost."""
+    message = _MESSAGE_PROTOTYPE.model_copy(
+        update={
+            "content": text,
+            "id": message_id,
+            "additional_kwargs": {},
+            "response_metadata": {},
+            "tool_calls": [],
+            "invalid_tool_calls": [],
+            "tool_call_chunks": [],
+        }
+    )
+    return _GENERATION_PROTOTYPE.model_copy(update={"message": message, "text": text})
 
 
 class _CompletionState:

@@ -1,1 +1,26 @@
-"""LlamaIndex integration for Haufe Copilot (`HaufeCopilot`, retriever, engines): coming next."""
+"""LlamaIndex integration for Haufe Copilot.
+
+- `HaufeCopilot`: the LLM (a `FunctionCallingLLM`), also importable as
+  `llama_index.llms.haufe.HaufeCopilot`;
+- `HaufeCopilotRetriever`: the sources the assistant cites for a question, as `NodeWithScore`s;
+- `HaufeCopilotQueryEngine`: answers as `Response` / `StreamingResponse` with `source_nodes`;
+- `HaufeCopilotChatEngine`: a chat engine whose memory is the server thread's memory;
+- `sources_to_nodes(response)`: an answer's sources as `NodeWithScore`s.
+
+Nothing here imports LangChain.
+"""
+
+from .base import HaufeCopilot, json_schema_format
+from .chat_engine import HaufeCopilotChatEngine
+from .query_engine import HaufeCopilotQueryEngine
+from .retriever import HaufeCopilotRetriever
+from .sources import sources_to_nodes
+
+__all__ = [
+    "HaufeCopilot",
+    "HaufeCopilotChatEngine",
+    "HaufeCopilotQueryEngine",
+    "HaufeCopilotRetriever",
+    "json_schema_format",
+    "sources_to_nodes",
+]

@@ -621,3 +621,16 @@ def test_one_async_client_across_many_event_loops(
     gc.collect()
     assert not [w for w in recwarn if issubclass(w.category, ResourceWarning)]
     assert len(client._pools._pools) == 0  # every loop's pool was dropped with its loop
+
+
+def test_the_partial_of_a_long_interrupted_stream_is_bounded_and_says_so(emulator: EmulatorServer) -> None:
+    small = HaufeCopilotClient(api_key=SESSION_API_KEY, base_url=emulator.url, max_partial_chars=10, max_retries=0)
+    received = []
+    with small, pytest.raises(errors.APIConnectionError) as info:
+        for chunk in small.assistant.stream(
+            assistant_id=ASSISTANT_ID, messages=user(), extra_headers={"x-emulator-cut-after": "8"}
+        ):
+            received.append(chunk.delta.content)
+    assert len(received) == 8 and info.value.partial_truncated
+    assert info.value.partial == "".join(received)[:10]
+    assert "raise max_partial_chars" in str(info.value)

@@ -108,7 +108,7 @@ async def begin(request: Request, state: EmulatorState, config: EmulatorConfig) 
     body: Any
     try:
         body = json.loads(raw) if raw else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         body = raw.decode("utf-8", errors="replace")
     state.record_request(
         request_id, request.method, request.url.path, dict(request.query_params), dict(request.headers), body

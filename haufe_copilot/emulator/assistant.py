@@ -138,13 +138,14 @@ BULK_WRITE_BYTES = 64 * 1024
 
 
 async def _bulk_deltas(
-    count: int, thread: Thread, answer: ComposedAnswer, record: Any
+    count: int, chars: int, thread: Thread, answer: ComposedAnswer, record: Any
 ) -> AsyncIterator[bytes | None]:
-    """`count` one-word deltas, prepared up front and sent in large writes (benchmarks)."""
+    """`count` deltas of `chars` characters, prepared up front and sent in large writes (benchmarks)."""
     head = {"created_at": _now(), "message_id": str(uuid.uuid4()), "thread_id": thread.id}
+    word = ("Wort " * (chars // 5 + 1))[: max(chars, 1)]
     line = (
         json.dumps(
-            {**head, "delta": {"content": "Wort ", "role": "assistant", "sources": []}}, ensure_ascii=False
+            {**head, "delta": {"content": word, "role": "assistant", "sources": []}}, ensure_ascii=False
         )
         + "\n"
     ).encode("utf-8")
@@ -172,7 +173,7 @@ async def _ndjson_deltas(
 ) -> AsyncIterator[bytes | None]:
     plan = context.plan
     if plan.bulk is not None:
-        async for item in _bulk_deltas(plan.bulk, thread, answer, record):
+        async for item in _bulk_deltas(plan.bulk, plan.bulk_delta_chars, thread, answer, record):
             yield item
         return
     pieces = split_deltas(answer.text, config.words_per_delta) or [""]

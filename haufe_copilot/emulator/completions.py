@@ -421,6 +421,12 @@ async def _event_stream(
     def choice(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         return {"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
 
+    if plan.bulk is not None:
+        async for block in _bulk_frames(
+            frame, choice, plan.bulk, plan.bulk_tool_fragments, answer, meta, record
+        ):
+            yield block
+        return
     first = {"role": "assistant", "content": None if answer.calls else ""}
     for index in range(meta.n):
         yield frame([choice(index, first)])
@@ -458,6 +464,64 @@ async def _event_stream(
         yield frame([choice(index, {}, answer.finish_reason)])
     yield frame([], usage=meta.usage(answer))
     yield sse_frame("[DONE]")
+
+
+BULK_WRITE_BYTES = 64 * 1024
+
+
+async def _bulk_frames(
+    frame: Any,
+    choice: Any,
+    count: int,
+    tool_fragments: int,
+    answer: _Answer,
+    meta: _Meta,
+    record: StreamRecord,
+) -> AsyncIterator[bytes | None]:
+    """Benchmarks: `count` one-word content chunks, then (with `tool_fragments`, when the answer
+    calls a tool) one tool call whose arguments come in that many fragments; prepared up front
+    and written in large writes, so that the client is what gets measured."""
+    frames = [frame([choice(0, {"role": "assistant", "content": ""})])]
+    frames += [frame([choice(0, {"content": "Wort "})])] * count
+    finish = "stop"
+    if tool_fragments and answer.calls:
+        call = answer.calls[0]
+        arguments = call.arguments_json.ljust(tool_fragments)  # JSON allows trailing blanks
+        size = -(-len(arguments) // tool_fragments)
+        head = {
+            "index": 0,
+            "id": _call_id(),
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
+        frames.append(frame([choice(0, {"tool_calls": [head]})]))
+        for start in range(0, len(arguments), size):
+            fragment = {"index": 0, "function": {"arguments": arguments[start : start + size]}}
+            frames.append(frame([choice(0, {"tool_calls": [fragment]})]))
+        finish = "tool_calls"
+    frames.append(frame([choice(0, {}, finish)]))
+    frames.append(
+        frame(
+            [],
+            usage={
+                "prompt_tokens": answer.prompt_tokens,
+                "completion_tokens": count,
+                "total_tokens": answer.prompt_tokens + count,
+            },
+        )
+    )
+    frames.append(sse_frame("[DONE]"))
+    block: list[bytes] = []
+    size_now = 0
+    for item in frames:
+        block.append(item)
+        size_now += len(item)
+        if size_now >= BULK_WRITE_BYTES:
+            yield b"".join(block)
+            block, size_now = [], 0
+    if block:
+        yield b"".join(block)
+    record.deltas_sent += count
 
 
 async def _cut_in_half(body: bytes) -> AsyncIterator[bytes | None]:

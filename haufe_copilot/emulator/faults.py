@@ -22,7 +22,10 @@ which win over the server's plan:
 
 Not a fault but a switch for benchmarks: `x-emulator-bulk: <n>` makes a streamed answer n
 deltas of one word, prepared in advance and written in large writes, so that a benchmark
-measures the client and not the server.
+measures the client and not the server; on the completions endpoint,
+`x-emulator-bulk-tool-fragments: <m>` then adds one tool call (where the question asks for one)
+whose arguments come in m fragments; `x-emulator-bulk-delta-chars: <k>` makes each assistant
+delta k characters long (default 5, one word).
 """
 
 from __future__ import annotations
@@ -125,6 +128,8 @@ class FaultPlan:
     stream_error: str | None = None
     stream_error_after: int = 0
     bulk: int | None = None
+    bulk_tool_fragments: int = 0
+    bulk_delta_chars: int = 5
 
     def without_faults(self) -> FaultPlan:
         """This plan with its errors and stream faults off (delays are kept)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 from contextlib import aclosing, closing
@@ -246,4 +245,6 @@ class AsyncStreams:
             if failures > max_reattach:
                 raise _gave_up(stream_id, failures, error)
             if failures > 1:
+                import asyncio  # here, not at the top: a sync user never loads asyncio
+
                 await asyncio.sleep(backoff_seconds(failures - 2))

@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` (see `benchmarks/__main__.py`); results in RESULTS.md."""

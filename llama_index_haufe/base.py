@@ -1,0 +1,819 @@
+"""`HaufeCopilot`: Haufe Copilot as a LlamaIndex `FunctionCallingLLM`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import re
+import threading
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
+from contextlib import aclosing, closing
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar, cast
+
+import httpx
+from llama_index.core.base.llms.generic_utils import (
+    achat_to_completion_decorator,
+    astream_chat_to_completion_decorator,
+    chat_to_completion_decorator,
+    stream_chat_to_completion_decorator,
+)
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+    MessageRole,
+)
+from llama_index.core.bridge.pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_serializer,
+    field_validator,
+)
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import ToolSelection
+from llama_index.core.prompts import PromptTemplate
+from llama_index.core.types import Model, PydanticProgramMode
+from pydantic import BaseModel
+
+from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient
+from haufe_copilot.conversation import (
+    AnswerDelta,
+    AssistantTurn,
+    aanswer,
+    answer,
+    astream_answer,
+    stream_answer,
+)
+from haufe_copilot.errors import ConfigurationError, InvalidRequestError
+
+from ._messages import to_completion_messages, to_turns, tool_selections
+from ._responses import (
+    CompletionAssembler,
+    EventAssembler,
+    assistant_delta,
+    assistant_final,
+    completion_response,
+)
+
+__all__ = ["DEFAULT_CONTEXT_WINDOW", "DEFAULT_NUM_OUTPUT", "HaufeCopilot"]
+
+logger = logging.getLogger("llama_index_haufe")
+
+#: A budget for LlamaIndex's prompt helpers and memories, not a limit the service announces.
+DEFAULT_CONTEXT_WINDOW = 128_000
+DEFAULT_NUM_OUTPUT = 4_096
+
+_SAMPLING = ("temperature", "max_tokens", "top_p", "presence_penalty", "frequency_penalty")
+_THREAD_KEYWORDS = ("assistant_id", "user_id", "thread_id", "stateless")
+_CALL_KEYWORDS = frozenset(
+    {
+        *_SAMPLING,
+        *_THREAD_KEYWORDS,
+        "stop",
+        "session_id",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "extra_body",
+        "extra_headers",
+    }
+)
+_TOOL_CHOICES = ("auto", "none", "required")
+_SECRET_HEADERS = frozenset({"api-key", "authorization", "cookie", "proxy-authorization", "x-api-key"})
+# Connections and callables: shared by a deep copy, never pickled.
+_SHARED_BY_REFERENCE = ("token_provider", "http_client", "http_async_client")
+_CLIENT_LOCK = threading.Lock()
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _chat_event(method: _Method) -> _Method:
+    """`llm_chat_callback()`, keeping the method's signature for type checkers."""
+    return cast(_Method, llm_chat_callback()(method))
+
+
+def _completion_event(method: _Method) -> _Method:
+    """`llm_completion_callback()`, keeping the method's signature for type checkers."""
+    return cast(_Method, llm_completion_callback()(method))
+
+
+@dataclass
+class _Request:
+    """One call, decided: which API, and what to send it."""
+
+    route: Literal["assistant", "completions", "streams"]
+    turn: AssistantTurn | None = None
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    parallel_tool_calls: bool = True
+    stop: tuple[str, ...] = ()
+
+
+def _stop_sequences(stop: str | Sequence[str] | None) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    if isinstance(stop, str):
+        return (stop,)
+    return tuple(stop)
+
+
+def _tool_spec(tool: Any) -> dict[str, Any]:
+    """A LlamaIndex tool (or an OpenAI-shaped dict) as seed 002's tool definition."""
+    metadata = getattr(tool, "metadata", None)
+    if metadata is not None and hasattr(metadata, "to_openai_tool"):
+        spec: dict[str, Any] = metadata.to_openai_tool(skip_length_check=True)
+        return spec
+    if isinstance(tool, Mapping):
+        return dict(tool)
+    raise InvalidRequestError(f"tools must be LlamaIndex tools or OpenAI-style tool dicts, not {tool!r}.")
+
+
+def _tool_choice(tool_choice: Any, tool_required: bool = False) -> Any:
+    """`tool_choice` as seed 002 takes it: "auto", "none", "required", or a named function."""
+    if tool_choice is None:
+        return "required" if tool_required else "auto"
+    if isinstance(tool_choice, str):
+        if tool_choice in _TOOL_CHOICES:
+            return tool_choice
+        return {"type": "function", "function": {"name": tool_choice}}
+    return tool_choice
+
+
+def json_schema_format(output_cls: type[BaseModel]) -> dict[str, Any]:
+    """The async-streams API's `response_format` for a pydantic model."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", output_cls.__name__)[:64] or "output"
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": output_cls.model_json_schema()}}
+
+
+class HaufeCopilot(FunctionCallingLLM):
+    """Haufe Copilot as a LlamaIndex LLM: cited answers from Haufe's assistant for German
+    employment, tax and legal questions, with the conversation kept on the server as a thread.
+
+    Setup:
+        Install `haufe-copilot[llama-index]` and set `HAUFE_COPILOT_API_KEY` and
+        `HAUFE_COPILOT_ASSISTANT_ID` (and `HAUFE_COPILOT_BASE_URL` for another host). To try it
+        without an account, `haufe-copilot emulator` serves the API on http://127.0.0.1:8765
+        with the key `sk-emulator-dev`.
+
+    Instantiate:
+        ```python
+        from llama_index.llms.haufe import HaufeCopilot  # or: from llama_index_haufe import ...
+
+        llm = HaufeCopilot(assistant_id="...", user_id="...")  # the key from the environment
+        ```
+        Fields: `assistant_id`, `user_id`, `thread_id`, `stateless`, `model` (the platform
+        model for tools and structured output; default the server's), the client settings
+        (`api_key`, `base_url`, `platform_api_key`, `platform_base_url`, `token_provider`,
+        `timeout`, `max_retries`, `default_headers`, `http_client`, `http_async_client`,
+        `allow_insecure_http`), and `temperature`, `max_tokens`, `top_p`, `stop`,
+        `presence_penalty`, `frequency_penalty`. The assistant API takes no sampling parameters:
+        there they are ignored (logged at DEBUG), except `stop`, which the client applies (the
+        answer ends before the first stop sequence, streamed too).
+
+    Chat:
+        ```python
+        from llama_index.core.llms import ChatMessage
+
+        question = "Welche Kündigungsfristen gelten während der Probezeit?"
+        response = llm.chat([ChatMessage(role="user", content=question)])
+        response.message.content                        # the answer
+        response.message.additional_kwargs["sources"]   # the passages it cites
+        llm.complete("...")                             # the same, as a completion
+        ```
+        Per call: `thread_id=`, `user_id=`, `assistant_id=`, `stop=` (and `stateless=`).
+
+    Stream:
+        ```python
+        for response in llm.stream_chat(messages):
+            print(response.delta, end="")  # response.message holds the answer so far
+        # the final response (delta "") carries the metadata and sources
+        ```
+        A stream is retried (as configured) only before its first delta reaches you.
+
+    Async:
+        `await llm.achat(...)`, `async for r in await llm.astream_chat(...)`, `acomplete`,
+        `astream_complete`: really asynchronous (httpx). One `HaufeCopilot` serves any number
+        of users, tasks and event loops at once: it holds no conversation, and its client keeps
+        one connection pool per event loop, closed when the loop ends.
+
+    Tools:
+        `chat_with_tools`, `predict_and_call`, `FunctionAgent`, `AgentWorkflow` work as with any
+        function-calling LLM (`tool_choice`, `tool_required`, `allow_parallel_tool_calls`).
+        With tools the LLM talks to the OpenAI-compatible completions endpoint over SSE (Bearer
+        auth), which keeps no threads and cites no sources: the whole history is sent each time
+        (tool calls as `tool_calls`, results as `role: tool`), with a `session_id` only when you
+        pass one (`session_id=`). Tool calls stream as `ToolCallBlock`s whose arguments are what
+        has arrived so far; answers carry `finish_reason`, `session_id`, `usage` and `model` in
+        `message.additional_kwargs` and the token counts in `response.additional_kwargs`.
+
+    Structured output:
+        `llm.structured_predict(Model, PromptTemplate(...), **args)`, `as_structured_llm(Model)`
+        and their streaming forms: by function calling through the completions endpoint (the
+        default), or with `structured_output_method="json_schema"` through the async-streams
+        API's `response_format` (also per call: `llm.chat(messages, response_format={...})`).
+
+    Sources:
+        `message.additional_kwargs["sources"]` (plain dicts: `content`, `meta_data`);
+        `llama_index_haufe.sources_to_nodes(response)` gives them as `NodeWithScore`s.
+        `HaufeCopilotRetriever`, `HaufeCopilotQueryEngine` and `HaufeCopilotChatEngine` return
+        them as `source_nodes`; inside an agent, use the query engine as a `QueryEngineTool`.
+
+    Threads:
+        The LLM keeps no conversation. Every answer carries `thread_id`, `message_id`,
+        `created_at`, `meta_data`, `sources`, `history_digest`, `parent_digest`,
+        `system_digest` and `thread_action` (`continued`, `new`, `named`, `stateless`; with
+        `thread_reason` when a thread could not be continued) in `message.additional_kwargs`.
+        Sent back in a history (a `Memory`, a `ChatMemoryBuffer`, an agent's context), they let
+        the next call continue the server thread and send only the new messages, so memory
+        becomes the server thread's memory and an agent that resends its whole history does not
+        duplicate it on the server. A history edited inside (a message changed, inserted or
+        removed) opens a new thread with the whole history; one that drops whole old exchanges
+        keeps its thread. One case a history cannot reveal: a question sent after the latest
+        answer and then abandoned (a regenerated last turn) stays in the server thread; use
+        `stateless=True` (the whole history each time, no thread) where that matters.
+        `thread_id=` names a server thread outright. A continuation that fails (5xx, timeout,
+        the thread gone) is retried once on a new thread with the whole history.
+    """
+
+    assistant_id: str | None = Field(
+        default_factory=lambda: os.environ.get("HAUFE_COPILOT_ASSISTANT_ID") or None,
+        description="The assistant to ask; default HAUFE_COPILOT_ASSISTANT_ID. Per call: assistant_id=.",
+    )
+    user_id: str | None = Field(default=None, description="The user a conversation belongs to.")
+    thread_id: str | None = Field(default=None, description="A server thread to continue outright.")
+    stateless: bool = Field(default=False, description="Send the whole history each time, no thread.")
+    model: str | None = Field(
+        default=None, description="The platform model for tools and structured output; default the server's."
+    )
+
+    api_key: SecretStr | None = Field(
+        default=None, exclude=True, description="The api-key; default HAUFE_COPILOT_API_KEY."
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="The assistant API; default HAUFE_COPILOT_BASE_URL, else https://api.haufe.ai.",
+    )
+    platform_api_key: SecretStr | None = Field(
+        default=None,
+        exclude=True,
+        description="Bearer key of the platform APIs; default HAUFE_COPILOT_PLATFORM_API_KEY, else api_key.",
+    )
+    platform_base_url: str | None = Field(default=None, description="The platform APIs; default base_url.")
+    token_provider: Callable[[], Any] | None = Field(
+        default=None, exclude=True, description="A sync or async callable giving Bearer tokens."
+    )
+    timeout: float | httpx.Timeout | None = Field(
+        default=None, description="Seconds or an httpx.Timeout; default connect 5 s, read 60 s."
+    )
+    max_retries: int = Field(default=2, ge=0, description="Attempts after the first (SPEC §2).")
+    default_headers: dict[str, str] | None = Field(default=None, repr=False)
+    http_client: httpx.Client | None = Field(
+        default=None, exclude=True, description="An httpx.Client you own."
+    )
+    http_async_client: httpx.AsyncClient | None = Field(
+        default=None, exclude=True, description="An httpx.AsyncClient you own (it belongs to one loop)."
+    )
+    allow_insecure_http: bool = Field(default=False, description="Allow plain http beyond loopback.")
+
+    temperature: float | None = Field(default=None, description="Platform only.")
+    max_tokens: int | None = Field(default=None, description="Platform only.")
+    top_p: float | None = Field(default=None, description="Platform only.")
+    stop: list[str] | None = Field(
+        default=None, description="Stop sequences (applied by the client on the assistant path)."
+    )
+    presence_penalty: float | None = Field(default=None, description="Platform only.")
+    frequency_penalty: float | None = Field(default=None, description="Platform only.")
+
+    structured_output_method: Literal["function_calling", "json_schema"] = Field(
+        default="function_calling",
+        description="How structured_predict asks: tool calling, or the async-streams API's response_format.",
+    )
+    context_window: int = Field(default=DEFAULT_CONTEXT_WINDOW, gt=0)
+    num_output: int = Field(default=DEFAULT_NUM_OUTPUT, gt=0)
+
+    _client: HaufeCopilotClient | None = PrivateAttr(default=None)
+    _async_client: AsyncHaufeCopilotClient | None = PrivateAttr(default=None)
+
+    # -- configuration ----------------------------------------------------------------------
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout_from_dict(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return httpx.Timeout(**value)
+        return value
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_as_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_serializer("timeout")
+    def _serialise_timeout(self, value: float | httpx.Timeout | None) -> Any:
+        return value.as_dict() if isinstance(value, httpx.Timeout) else value
+
+    @field_serializer("default_headers")
+    def _serialise_headers(self, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return None
+        return {k: v for k, v in value.items() if k.lower() not in _SECRET_HEADERS}
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "HaufeCopilot"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(
+            context_window=self.context_window,
+            num_output=self.max_tokens or self.num_output,
+            is_chat_model=True,
+            is_function_calling_model=True,
+            model_name=self.model or "haufe-copilot",
+            system_role=MessageRole.SYSTEM,
+        )
+
+    def _client_options(self) -> dict[str, Any]:
+        platform_key = self.platform_api_key.get_secret_value() if self.platform_api_key else None
+        return {
+            "api_key": self.api_key.get_secret_value() if self.api_key else None,
+            "base_url": self.base_url,
+            "platform_api_key": platform_key or os.environ.get("HAUFE_COPILOT_PLATFORM_API_KEY") or None,
+            "platform_base_url": self.platform_base_url,
+            "token_provider": self.token_provider,
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+            "default_headers": self.default_headers,
+            "allow_insecure_http": self.allow_insecure_http,
+        }
+
+    @property
+    def client(self) -> HaufeCopilotClient:
+        """The sync core client, built on first use (left out of pickles and copies)."""
+        if self._client is None:
+            with _CLIENT_LOCK:
+                if self._client is None:
+                    self._client = HaufeCopilotClient(**self._client_options(), http_client=self.http_client)
+        return self._client
+
+    @property
+    def async_client(self) -> AsyncHaufeCopilotClient:
+        """The async core client, built on first use; it serves every event loop."""
+        if self._async_client is None:
+            with _CLIENT_LOCK:
+                if self._async_client is None:
+                    self._async_client = AsyncHaufeCopilotClient(
+                        **self._client_options(), http_client=self.http_async_client
+                    )
+        return self._async_client
+
+    def close(self) -> None:
+        """Close the sync client's connections (a later call opens new ones)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        """Close the async client's pool of the running event loop (other loops close theirs)."""
+        if self._async_client is not None:
+            await self._async_client.aclose()
+
+    # -- pickling and copying: the clients stay behind --------------------------------------
+
+    def __getstate__(self) -> dict[Any, Any]:
+        fields = dict(self.__dict__)
+        for name in ("http_client", "http_async_client"):
+            if fields.get(name) is not None:
+                logger.warning("HaufeCopilot: %s holds connections and is not pickled.", name)
+                fields[name] = None
+        provider = fields.get("token_provider")
+        if provider is not None:
+            try:
+                pickle.dumps(provider)
+            except Exception:
+                logger.warning("HaufeCopilot: token_provider cannot be pickled and is left out.")
+                fields["token_provider"] = None
+        return {
+            "__dict__": fields,
+            "__pydantic_extra__": self.__pydantic_extra__,
+            "__pydantic_fields_set__": set(self.__pydantic_fields_set__),
+            "__pydantic_private__": {"_client": None, "_async_client": None},
+        }
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> HaufeCopilot:
+        memo = {} if memo is None else memo
+        for name in _SHARED_BY_REFERENCE:  # connections and callables are shared, not copied
+            value = getattr(self, name, None)
+            if value is not None:
+                memo[id(value)] = value
+        for value in (self._client, self._async_client):  # the copy builds its own
+            if value is not None:
+                memo[id(value)] = None
+        clone: HaufeCopilot = super().__deepcopy__(memo)
+        return clone
+
+    # -- one call, decided --------------------------------------------------------------------
+
+    def _request(self, messages: Sequence[ChatMessage], kwargs: Mapping[str, Any]) -> _Request:
+        unknown = sorted(set(kwargs) - _CALL_KEYWORDS)
+        if unknown:
+            logger.debug("HaufeCopilot ignores the keywords %s", unknown)
+        sampling = {
+            name: kwargs[name] if kwargs.get(name) is not None else getattr(self, name) for name in _SAMPLING
+        }
+        sampling = {name: value for name, value in sampling.items() if value is not None}
+        stop = _stop_sequences(kwargs["stop"] if kwargs.get("stop") is not None else self.stop)
+        extras = {
+            "extra_body": kwargs.get("extra_body"),
+            "extra_headers": kwargs.get("extra_headers"),
+        }
+        tools = [_tool_spec(tool) for tool in kwargs.get("tools") or ()]
+        response_format = kwargs.get("response_format")
+        if tools and response_format is not None:
+            raise InvalidRequestError(
+                "Pass either tools (the completions endpoint) or response_format (the async-streams "
+                "API), not both."
+            )
+        if tools or response_format is not None:
+            given = [name for name in _THREAD_KEYWORDS if kwargs.get(name) is not None]
+            if given:
+                logger.debug("the platform APIs keep no threads; ignoring %s", given)
+            messages_out = to_completion_messages(messages)
+            if not messages_out:
+                raise InvalidRequestError("The conversation is empty: pass at least one message.")
+        if tools:
+            options = {
+                "model": self.model,
+                **sampling,
+                "stop": list(stop) or None,
+                "tools": tools,
+                "tool_choice": _tool_choice(kwargs.get("tool_choice")),
+                "session_id": kwargs.get("session_id"),
+                **extras,
+            }
+            return _Request(
+                route="completions",
+                messages=messages_out,
+                options={k: v for k, v in options.items() if v is not None},
+                parallel_tool_calls=bool(kwargs.get("parallel_tool_calls", True)),
+            )
+        if response_format is not None:
+            options = {
+                "model": self.model,
+                **sampling,
+                "response_format": response_format,
+                "stream": True,
+                **extras,
+            }
+            return _Request(
+                route="streams",
+                messages=messages_out,
+                options={k: v for k, v in options.items() if v is not None},
+                stop=stop,
+            )
+        assistant_id = kwargs.get("assistant_id") or self.assistant_id
+        if not assistant_id:
+            raise ConfigurationError(
+                "No assistant: pass assistant_id=... to HaufeCopilot (or per call), or set "
+                "HAUFE_COPILOT_ASSISTANT_ID."
+            )
+        if sampling:
+            logger.debug(
+                "the assistant API takes no sampling parameters; ignoring %s (platform only)",
+                sorted(sampling),
+            )
+        if kwargs.get("session_id") is not None:
+            logger.debug("session_id is for the completions endpoint (with tools); ignoring it")
+        turn = AssistantTurn(
+            assistant_id=assistant_id,
+            history=to_turns(messages),
+            user_id=kwargs["user_id"] if kwargs.get("user_id") is not None else self.user_id,
+            stateless=bool(kwargs["stateless"] if kwargs.get("stateless") is not None else self.stateless),
+            thread_id=kwargs["thread_id"] if kwargs.get("thread_id") is not None else self.thread_id,
+            stop=stop,
+            extra_body=extras["extra_body"],
+            extra_headers=extras["extra_headers"],
+        )
+        return _Request(route="assistant", turn=turn)
+
+    # -- public methods: decorated once, over the undecorated ones below ---------------------
+
+    @_chat_event
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Ask with a history; the answer with its sources and thread in additional_kwargs."""
+        return self._chat(messages, **kwargs)
+
+    @_chat_event
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        """Stream the answer; the final response (delta "") carries the metadata."""
+        return self._stream_chat(messages, **kwargs)
+
+    @_chat_event
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return await self._achat(messages, **kwargs)
+
+    @_chat_event
+    async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        return await self._astream_chat(messages, **kwargs)
+
+    @_completion_event
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """The prompt as one user message; the metadata in `additional_kwargs`."""
+        return chat_to_completion_decorator(self._chat)(prompt, **kwargs)
+
+    @_completion_event
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        return stream_chat_to_completion_decorator(self._stream_chat)(prompt, **kwargs)
+
+    @_completion_event
+    async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return await achat_to_completion_decorator(self._achat)(prompt, **kwargs)
+
+    @_completion_event
+    async def astream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
+        return await astream_chat_to_completion_decorator(self._astream_chat)(prompt, **kwargs)
+
+    # -- the work, undecorated -----------------------------------------------------------------
+
+    def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        request = self._request(messages, kwargs)
+        if request.route == "assistant":
+            assert request.turn is not None
+            return assistant_final(answer(self.client, request.turn), streamed=False)
+        if request.route == "completions":
+            # With tools the core streams underneath (tool calls come only over SSE).
+            completion = self.client.completions.create(messages=request.messages, **request.options)
+            return completion_response(completion, parallel_tool_calls=request.parallel_tool_calls)
+        final: ChatResponse | None = None
+        for response in self._stream_events(request):
+            final = response  # each holds the whole answer so far: keep only the last
+        assert final is not None
+        return final.model_copy(update={"delta": None})
+
+    def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        request = self._request(messages, kwargs)
+        if request.route == "assistant":
+            assert request.turn is not None
+            return self._stream_assistant(request.turn)
+        if request.route == "completions":
+            return self._stream_completion(request)
+        return self._stream_events(request)
+
+    async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        request = self._request(messages, kwargs)
+        if request.route == "assistant":
+            assert request.turn is not None
+            return assistant_final(await aanswer(self.async_client, request.turn), streamed=False)
+        if request.route == "completions":
+            completion = await self.async_client.completions.create(
+                messages=request.messages, **request.options
+            )
+            return completion_response(completion, parallel_tool_calls=request.parallel_tool_calls)
+        final: ChatResponse | None = None
+        async for response in self._astream_events(request):
+            final = response
+        assert final is not None
+        return final.model_copy(update={"delta": None})
+
+    async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        request = self._request(messages, kwargs)
+        if request.route == "assistant":
+            assert request.turn is not None
+            return self._astream_assistant(request.turn)
+        if request.route == "completions":
+            return self._astream_completion(request)
+        return self._astream_events(request)
+
+    # the assistant API (threads, sources)
+
+    def _stream_assistant(self, turn: AssistantTurn) -> Generator[ChatResponse, None, None]:
+        text = ""
+        with closing(stream_answer(self.client, turn)) as pieces:
+            for piece in pieces:
+                if isinstance(piece, AnswerDelta):
+                    text += piece.text
+                    yield assistant_delta(text, piece)
+                else:
+                    yield assistant_final(piece, streamed=True)
+
+    async def _astream_assistant(self, turn: AssistantTurn) -> AsyncGenerator[ChatResponse, None]:
+        text = ""
+        async with aclosing(astream_answer(self.async_client, turn)) as pieces:
+            async for piece in pieces:
+                if isinstance(piece, AnswerDelta):
+                    text += piece.text
+                    yield assistant_delta(text, piece)
+                else:
+                    yield assistant_final(piece, streamed=True)
+
+    # the completions endpoint (tools)
+
+    def _stream_completion(self, request: _Request) -> Generator[ChatResponse, None, None]:
+        assembler = CompletionAssembler(parallel_tool_calls=request.parallel_tool_calls)
+        with self.client.completions.create(
+            messages=request.messages, stream=True, **request.options
+        ) as chunks:
+            for chunk in chunks:
+                response = assembler.feed(chunk)
+                if response is not None:
+                    yield response
+        yield assembler.final()
+
+    async def _astream_completion(self, request: _Request) -> AsyncGenerator[ChatResponse, None]:
+        assembler = CompletionAssembler(parallel_tool_calls=request.parallel_tool_calls)
+        chunks = await self.async_client.completions.create(
+            messages=request.messages, stream=True, **request.options
+        )
+        async with chunks:
+            async for chunk in chunks:
+                response = assembler.feed(chunk)
+                if response is not None:
+                    yield response
+        yield assembler.final()
+
+    # the async-streams API (response_format)
+
+    def _stream_events(self, request: _Request) -> Generator[ChatResponse, None, None]:
+        client = self.client
+        handle = client.streams.start(messages=request.messages, **request.options)
+        assembler = EventAssembler(handle.stream_id, request.stop)
+        with client.streams.events(handle.stream_id) as events:
+            for event in events:
+                response = assembler.feed(event)
+                if response is not None:
+                    yield response
+                if assembler.finished:
+                    break
+        yield from assembler.finish()
+
+    async def _astream_events(self, request: _Request) -> AsyncGenerator[ChatResponse, None]:
+        client = self.async_client
+        handle = await client.streams.start(messages=request.messages, **request.options)
+        assembler = EventAssembler(handle.stream_id, request.stop)
+        async with client.streams.events(handle.stream_id) as events:
+            async for event in events:
+                response = assembler.feed(event)
+                if response is not None:
+                    yield response
+                if assembler.finished:
+                    break
+        for response in assembler.finish():
+            yield response
+
+    # -- tools ----------------------------------------------------------------------------------
+
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[Any],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        tool_choice: str | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """The chat keywords for a call with tools (the caller's history is not changed)."""
+        messages = list(chat_history or [])
+        if isinstance(user_msg, str):
+            messages.append(ChatMessage(role=MessageRole.USER, content=user_msg))
+        elif user_msg is not None:
+            messages.append(user_msg)
+        prepared: dict[str, Any] = {"messages": messages, **kwargs}
+        specs = [_tool_spec(tool) for tool in tools]
+        if specs:
+            prepared.update(
+                tools=specs,
+                tool_choice=_tool_choice(tool_choice, tool_required),
+                parallel_tool_calls=allow_parallel_tool_calls,
+            )
+        return prepared
+
+    def _validate_chat_with_tools_response(
+        self,
+        response: ChatResponse,
+        tools: Sequence[Any],
+        allow_parallel_tool_calls: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        # parallel_tool_calls=False was applied to the answer already (keeping the first call).
+        return response
+
+    def get_tool_calls_from_response(
+        self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
+    ) -> list[ToolSelection]:
+        """The tool calls of an answer; while streaming, with the arguments that arrived so far."""
+        selections = tool_selections(response.message)
+        if not selections and error_on_no_tool_call:
+            raise ValueError("Expected at least one tool call, but the answer has none.")
+        return selections
+
+    # -- structured output ------------------------------------------------------------------
+
+    def _uses_json_schema(self) -> bool:
+        return (
+            self.structured_output_method == "json_schema"
+            and self.pydantic_program_mode == PydanticProgramMode.DEFAULT
+        )
+
+    def _json_schema_call(
+        self,
+        output_cls: type[BaseModel],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None,
+        **prompt_args: Any,
+    ) -> tuple[list[ChatMessage], dict[str, Any]]:
+        messages = self._extend_messages(prompt.format_messages(**prompt_args))
+        kwargs = {k: v for k, v in (llm_kwargs or {}).items() if k not in ("tool_choice", "tool_required")}
+        kwargs["response_format"] = json_schema_format(output_cls)
+        return messages, kwargs
+
+    def structured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Model:
+        """A pydantic object: by tool calling, or (`structured_output_method="json_schema"`)
+        through the async-streams API's `response_format`."""
+        if not self._uses_json_schema():
+            predicted: Model = super().structured_predict(
+                output_cls, prompt, llm_kwargs=llm_kwargs, **prompt_args
+            )
+            return predicted
+        messages, kwargs = self._json_schema_call(output_cls, prompt, llm_kwargs, **prompt_args)
+        response = self.chat(messages, **kwargs)
+        result: Model = output_cls.model_validate_json(response.message.content or "")
+        return result
+
+    async def astructured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Model:
+        if not self._uses_json_schema():
+            predicted: Model = await super().astructured_predict(
+                output_cls, prompt, llm_kwargs=llm_kwargs, **prompt_args
+            )
+            return predicted
+        messages, kwargs = self._json_schema_call(output_cls, prompt, llm_kwargs, **prompt_args)
+        response = await self.achat(messages, **kwargs)
+        result: Model = output_cls.model_validate_json(response.message.content or "")
+        return result
+
+    def _structured_stream_call(
+        self,
+        output_cls: type[Model],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Generator[Any, None, None]:
+        if not self._uses_json_schema():
+            return super()._structured_stream_call(output_cls, prompt, llm_kwargs, **prompt_args)
+        from llama_index.core.program.streaming_utils import process_streaming_content_incremental
+
+        messages, kwargs = self._json_schema_call(output_cls, prompt, llm_kwargs, **prompt_args)
+
+        def gen() -> Generator[Any, None, None]:
+            current: Any = None
+            for response in self.stream_chat(messages, **kwargs):
+                current = process_streaming_content_incremental(response, output_cls, current)
+                yield current
+
+        return gen()
+
+    async def _structured_astream_call(
+        self,
+        output_cls: type[Model],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> AsyncGenerator[Any, None]:
+        if not self._uses_json_schema():
+            return await super()._structured_astream_call(output_cls, prompt, llm_kwargs, **prompt_args)
+        from llama_index.core.program.streaming_utils import process_streaming_content_incremental
+
+        messages, kwargs = self._json_schema_call(output_cls, prompt, llm_kwargs, **prompt_args)
+
+        async def gen() -> AsyncGenerator[Any, None]:
+            current: Any = None
+            async for response in await self.astream_chat(messages, **kwargs):
+                current = process_streaming_content_incremental(response, output_cls, current)
+                yield current
+
+        return gen()
