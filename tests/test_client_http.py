@@ -624,7 +624,9 @@ def test_one_async_client_across_many_event_loops(
 
 
 def test_the_partial_of_a_long_interrupted_stream_is_bounded_and_says_so(emulator: EmulatorServer) -> None:
-    small = HaufeCopilotClient(api_key=SESSION_API_KEY, base_url=emulator.url, max_partial_chars=10, max_retries=0)
+    small = HaufeCopilotClient(
+        api_key=SESSION_API_KEY, base_url=emulator.url, max_partial_chars=10, max_retries=0
+    )
     received = []
     with small, pytest.raises(errors.APIConnectionError) as info:
         for chunk in small.assistant.stream(
