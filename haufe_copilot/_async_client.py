@@ -6,7 +6,8 @@ import asyncio
 import inspect
 import itertools
 import weakref
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import aclosing
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,7 +22,7 @@ from ._base_client import (
     transport_error,
 )
 from ._ndjson import DEFAULT_MAX_LINE_BYTES
-from ._protocol import RequestSpec, StreamFormat
+from ._protocol import Decoder, RequestSpec, StreamFormat
 from .errors import APIError
 from .resources.assistant import AsyncAssistant
 from .resources.completions import AsyncCompletions
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 __all__ = ["AsyncHaufeCopilotClient"]
 
@@ -102,6 +104,15 @@ class _PoolPerLoop:
             await entry[1].aclose()
 
 
+async def _decoded(decoder: Decoder[R], chunks: AsyncIterator[bytes]) -> AsyncGenerator[R, None]:
+    """The items of a body: what each piece completes, then what its end completes."""
+    async for data in chunks:
+        for item in decoder.feed(data):
+            yield item
+    for item in decoder.close():
+        yield item
+
+
 class AsyncHaufeCopilotClient(BaseClient):
     """An asynchronous client for Haufe Copilot (configuration as `HaufeCopilotClient`).
 
@@ -160,9 +171,24 @@ class AsyncHaufeCopilotClient(BaseClient):
                 limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
             )
         )
-        self.assistant = AsyncAssistant(self)
-        self.completions = AsyncCompletions(self)
-        self.streams = AsyncStreams(self)
+
+    # The resources are made on each access rather than kept: kept, they would tie the client
+    # into a reference cycle, and a client dropped without close() would then wait for the
+    # cyclic garbage collector, which may finalise its sockets before the client closes them.
+    @property
+    def assistant(self) -> AsyncAssistant:
+        """The Assistant API: answers with sources, threads (seeds 000, 001)."""
+        return AsyncAssistant(self)
+
+    @property
+    def completions(self) -> AsyncCompletions:
+        """The OpenAI-compatible completions API, with tools over SSE (seed 002)."""
+        return AsyncCompletions(self)
+
+    @property
+    def streams(self) -> AsyncStreams:
+        """Background completions observed as resumable streams (seed 003)."""
+        return AsyncStreams(self)
 
     def with_options(self, **changes: Any) -> AsyncHaufeCopilotClient:
         """A client with some options changed (`timeout`, `max_retries`, ...)."""
@@ -268,9 +294,9 @@ class AsyncHaufeCopilotClient(BaseClient):
             response: httpx.Response | None = None
             try:
                 response = await self._open(spec, timeout)
-                decoder = fmt.decoder(self._config.max_line_bytes)
-                async for data in response.aiter_bytes():
-                    for raw in decoder.feed(data):
+                raws = _decoded(fmt.decoder(self._config.max_line_bytes), response.aiter_bytes())
+                async with aclosing(raws):  # closed here, not left to the loop's finaliser
+                    async for raw in raws:
                         item = convert(raw)
                         if item is not None:
                             if kept < cap:
@@ -280,16 +306,6 @@ class AsyncHaufeCopilotClient(BaseClient):
                             else:
                                 more = True
                             yield item
-                for raw in decoder.close():
-                    item = convert(raw)
-                    if item is not None:
-                        if kept < cap:
-                            text = text_of(item)
-                            delivered.append(text)
-                            kept += len(text)
-                        else:
-                            more = True
-                        yield item
                 return
             except httpx.TransportError as exc:
                 error: APIError = transport_error(exc)

@@ -95,7 +95,12 @@ class ClientConfig:
         for name, key in (("api_key", api_key), ("platform_api_key", platform_api_key)):
             if key is not None:
                 check_credential(name, key)
-        if api_key is None and platform_api_key is None and token_provider is None:
+        if (
+            api_key is None
+            and platform_api_key is None
+            and token_provider is None
+            and not os.environ.get("HAUFE_COPILOT_PLATFORM_API_KEY")
+        ):
             raise ConfigurationError(
                 "No API key: pass api_key=... or set the HAUFE_COPILOT_API_KEY environment variable "
                 "(for the local emulator the key is sk-emulator-dev)."
@@ -127,7 +132,9 @@ class ClientConfig:
         return cls(
             api_key=api_key,
             base_url=base,
-            platform_api_key=platform_api_key if platform_api_key is not None else api_key,
+            platform_api_key=platform_api_key
+            if platform_api_key is not None
+            else os.environ.get("HAUFE_COPILOT_PLATFORM_API_KEY") or api_key,
             platform_base_url=platform_base,
             token_provider=token_provider,
             timeout=_as_timeout(timeout),

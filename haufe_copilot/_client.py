@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,7 +19,7 @@ from ._base_client import (
     transport_error,
 )
 from ._ndjson import DEFAULT_MAX_LINE_BYTES
-from ._protocol import RequestSpec, StreamFormat
+from ._protocol import Decoder, RequestSpec, StreamFormat
 from .errors import APIError, ConfigurationError
 from .resources.assistant import Assistant
 from .resources.completions import Completions
@@ -29,8 +29,16 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 __all__ = ["HaufeCopilotClient"]
+
+
+def _decoded(decoder: Decoder[R], chunks: Iterator[bytes]) -> Iterator[R]:
+    """The items of a body: what each piece completes, then what its end completes."""
+    for data in chunks:
+        yield from decoder.feed(data)
+    yield from decoder.close()
 
 
 class HaufeCopilotClient(BaseClient):
@@ -86,9 +94,24 @@ class HaufeCopilotClient(BaseClient):
             )
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=self._config.timeout, follow_redirects=False)
-        self.assistant = Assistant(self)
-        self.completions = Completions(self)
-        self.streams = Streams(self)
+
+    # The resources are made on each access rather than kept: kept, they would tie the client
+    # into a reference cycle, and a client dropped without close() would then wait for the
+    # cyclic garbage collector, which may finalise its sockets before the client closes them.
+    @property
+    def assistant(self) -> Assistant:
+        """The Assistant API: answers with sources, threads (seeds 000, 001)."""
+        return Assistant(self)
+
+    @property
+    def completions(self) -> Completions:
+        """The OpenAI-compatible completions API, with tools over SSE (seed 002)."""
+        return Completions(self)
+
+    @property
+    def streams(self) -> Streams:
+        """Background completions observed as resumable streams (seed 003)."""
+        return Streams(self)
 
     def with_options(self, **changes: Any) -> HaufeCopilotClient:
         """A client with some options changed (`timeout`, `max_retries`, ...), sharing this pool."""
@@ -199,19 +222,7 @@ class HaufeCopilotClient(BaseClient):
             response: httpx.Response | None = None
             try:
                 response = self._open(spec, timeout)
-                decoder = fmt.decoder(self._config.max_line_bytes)
-                for data in response.iter_bytes():
-                    for raw in decoder.feed(data):
-                        item = convert(raw)
-                        if item is not None:
-                            if kept < cap:
-                                text = text_of(item)
-                                delivered.append(text)
-                                kept += len(text)
-                            else:
-                                more = True
-                            yield item
-                for raw in decoder.close():
+                for raw in _decoded(fmt.decoder(self._config.max_line_bytes), response.iter_bytes()):
                     item = convert(raw)
                     if item is not None:
                         if kept < cap:

@@ -3,16 +3,24 @@
 haufe-copilot emulator --port 8765 [--fault rate_limit_gateway ...]
 haufe-copilot chat "Welche Kündigungsfristen gelten während der Probezeit?" --stream --emulator
 haufe-copilot demo
+
+`demo` (what `make demo` runs) starts the emulator in-process and shows, in turn, a LangChain RAG
+chain streaming a cited answer, a LlamaIndex query engine answer with its source nodes, and a
+LangGraph agent calling a tool. It needs the `langchain` and `llama-index` extras and `langchain`
+(all in the `test` extra); a part whose framework is missing says what to install and is skipped.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
 import sys
+import textwrap
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TextIO
+from typing import Any, TextIO
 
 from ._client import HaufeCopilotClient
 from .errors import HaufeCopilotError
@@ -21,24 +29,51 @@ from .types import AssistantAnswer, Source
 DEMO_QUESTION = "Welche Kündigungsfristen gelten während der Probezeit?"
 
 
+_EPILOG = """\
+examples:
+  haufe-copilot demo                                  the quick start (no account needed)
+  haufe-copilot chat "Wie viele Urlaubstage stehen mir zu?" --stream --emulator
+  haufe-copilot emulator --port 8765                  then point HAUFE_COPILOT_BASE_URL at it
+
+Run "haufe-copilot COMMAND --help" for a command's options.
+"""
+
+_EMULATOR_EPILOG = """\
+Connect with base_url=http://127.0.0.1:8765, api_key=sk-emulator-dev and
+assistant_id=a1b2c3d4-5678-9abc-def0-1234567890ab. Per request, the headers x-emulator-fault,
+x-emulator-fault-times (+ x-emulator-fault-id), x-emulator-retry-after(-ms), x-emulator-delay,
+x-emulator-delta-delay, x-emulator-cut-after, x-emulator-malformed-after and
+x-emulator-stream-error (+ x-emulator-stream-error-after) switch the same faults on.
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="haufe-copilot",
-        description="Haufe Copilot from the command line: ask questions, or run the local emulator.",
+        description="Haufe Copilot from the command line: ask questions, run the local emulator, "
+        "or watch the quick start.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     emulator = commands.add_parser(
         "emulator",
         help="serve the local emulator of the Haufe Copilot APIs",
-        description="Serve the emulator. API keys come from HAUFE_COPILOT_EMULATOR_KEYS "
-        "(comma-separated; default sk-emulator-dev). Faults given here apply to every request; "
-        "x-emulator-* request headers override them per request.",
+        description="Serve the emulator of all four Haufe Copilot APIs (assistant chat and stream, "
+        "completions, async streams) until interrupted. It answers German employment-law questions "
+        "from a bundled corpus with sources and keeps threads. API keys come from "
+        "HAUFE_COPILOT_EMULATOR_KEYS (comma-separated; default sk-emulator-dev). Faults given here "
+        "apply to every request; x-emulator-* request headers override them per request.",
+        epilog=_EMULATOR_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     emulator.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     emulator.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     emulator.add_argument(
-        "--lenient", action="store_true", help="accept and ignore undocumented request fields"
+        "--lenient",
+        action="store_true",
+        help="accept and ignore undocumented request fields (default: answer them with 422)",
     )
     emulator.add_argument(
         "--assistant",
@@ -75,13 +110,16 @@ def _parser() -> argparse.ArgumentParser:
     chat = commands.add_parser(
         "chat",
         help="ask a question and print the answer with its sources",
-        description="Ask the assistant. The key comes from HAUFE_COPILOT_API_KEY, the URL from "
-        "HAUFE_COPILOT_BASE_URL, the assistant from HAUFE_COPILOT_ASSISTANT_ID; --emulator "
+        description="Ask the assistant and print its answer, its numbered sources and its thread "
+        "id. The key comes from HAUFE_COPILOT_API_KEY, the URL from HAUFE_COPILOT_BASE_URL "
+        "(default https://api.haufe.ai), the assistant from HAUFE_COPILOT_ASSISTANT_ID; --emulator "
         "answers from a local emulator started for this call instead.",
     )
     chat.add_argument("question", help="the question, in German or English")
     chat.add_argument("--stream", action="store_true", help="print the answer as it arrives")
-    chat.add_argument("--thread", metavar="ID", help="continue this thread")
+    chat.add_argument(
+        "--thread", metavar="ID", help="continue this server thread (the id a previous answer printed)"
+    )
     chat.add_argument(
         "--assistant-id",
         default=os.environ.get("HAUFE_COPILOT_ASSISTANT_ID"),
@@ -92,8 +130,13 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser(
         "demo",
-        help="the quick start: a streamed answer with sources from an in-process emulator",
-        description="Starts the emulator in-process and streams a cited answer.",
+        help="the quick start: LangChain, LlamaIndex and LangGraph against an in-process emulator",
+        description="Start the emulator in-process (no account, no network) and show in turn: a "
+        "LangChain RAG chain streaming its answer token by token with numbered source footnotes, a "
+        "LlamaIndex query engine answer with its source nodes, and a LangGraph agent calling a "
+        "tool. Colours when stdout is a terminal (NO_COLOR turns them off, FORCE_COLOR on). "
+        "Needs the langchain and llama-index extras and langchain (pip install -e '.[test]' has "
+        "them all); a part whose framework is missing is skipped with a hint.",
     )
     return parser
 
@@ -162,6 +205,294 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+# -- the demo ----------------------------------------------------------------------------------
+
+#: The question of each part of the demo (the emulator answers all of them from its corpus).
+DEMO_RAG_QUESTION = DEMO_QUESTION
+DEMO_QUERY_ENGINE_QUESTION = "Wie viele Urlaubstage stehen mir zu?"
+DEMO_AGENT_QUESTION = (
+    "Ich bin seit 8 Jahren im Betrieb. Welche Kündigungsfrist muss mein Arbeitgeber einhalten? "
+    "Nutze kuendigungsfrist."
+)
+
+#: Seconds between streamed deltas when the demo writes to a terminal, so you can watch them arrive.
+_DEMO_PACE = "0.02"
+
+#: §§ 622 Abs. 1 and 2 BGB: the employer's notice period by years of service.
+_NOTICE_PERIODS = (
+    (20, "sieben Monate zum Ende eines Kalendermonats"),
+    (15, "sechs Monate zum Ende eines Kalendermonats"),
+    (12, "fünf Monate zum Ende eines Kalendermonats"),
+    (10, "vier Monate zum Ende eines Kalendermonats"),
+    (8, "drei Monate zum Ende eines Kalendermonats"),
+    (5, "zwei Monate zum Ende eines Kalendermonats"),
+    (2, "ein Monat zum Ende eines Kalendermonats"),
+)
+
+
+def notice_period(jahre: int) -> str:
+    """The notice period an employer must keep after `jahre` years of service (§ 622 BGB)."""
+    for years, period in _NOTICE_PERIODS:
+        if jahre >= years:
+            return f"{period} (§ 622 Abs. 2 BGB, {jahre} Jahre Betriebszugehörigkeit)"
+    return "vier Wochen zum Fünfzehnten oder zum Ende eines Kalendermonats (§ 622 Abs. 1 BGB)"
+
+
+def _is_terminal(out: TextIO) -> bool:
+    isatty = getattr(out, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _write_answer(out: TextIO, style: _Style, text: str) -> None:
+    """`Antwort: ` and the text, word-wrapped on a terminal."""
+    out.write(style.label("Antwort: "))
+    _Flow(out, style, len("Antwort: "), _is_terminal(out)).write(text)
+    out.write("\n")
+
+
+class _Style:
+    """ANSI colours, only where they help: stdout is a terminal, unless NO_COLOR is set; FORCE_COLOR
+    turns them on anyway (the same rule as CPython's own)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    @classmethod
+    def for_stream(cls, out: TextIO) -> _Style:
+        if os.environ.get("NO_COLOR"):
+            return cls(False)
+        if os.environ.get("FORCE_COLOR", "0") not in ("", "0"):
+            return cls(True)
+        return cls(_is_terminal(out) and os.environ.get("TERM") != "dumb")
+
+    def _wrap(self, code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.enabled and text else text
+
+    def heading(self, text: str) -> str:
+        return self._wrap("1;36", text)
+
+    def label(self, text: str) -> str:
+        return self._wrap("1", text)
+
+    def answer(self, text: str) -> str:
+        return self._wrap("32", text)
+
+    def source(self, text: str) -> str:
+        return self._wrap("33", text)
+
+    def tool(self, text: str) -> str:
+        return self._wrap("35", text)
+
+    def dim(self, text: str) -> str:
+        return self._wrap("2", text)
+
+
+class _Flow:
+    """Writes streamed text word-wrapped to the terminal's width (on a terminal only: piped output
+    stays as it came), breaking lines only where the text has whitespace."""
+
+    def __init__(self, out: TextIO, style: _Style, start: int, wrap: bool) -> None:
+        self.out, self.style, self.column = out, style, start
+        self.width = min(shutil.get_terminal_size((100, 24)).columns, 100) - 1 if wrap else 0
+        self.space = False
+
+    def write(self, text: str) -> None:
+        if not self.width:
+            self.out.write(self.style.answer(text))
+            self.out.flush()
+            return
+        for piece in re.split(r"(\s+)", text):
+            if not piece:
+                continue
+            if piece.isspace():
+                self.space = self.column > 0
+                continue
+            if self.space and self.column + 1 + len(piece) > self.width:
+                self.out.write("\n")
+                self.column = 0
+            elif self.space:
+                self.out.write(" ")
+                self.column += 1
+            self.space = False
+            self.out.write(self.style.answer(piece))
+            self.column += len(piece)
+        self.out.flush()
+
+
+def _heading(out: TextIO, style: _Style, number: int, title: str, what: str) -> None:
+    out.write("\n" + style.heading(f"── {number}/3  {title} " + "─" * max(4, 70 - len(title))) + "\n")
+    out.write(style.dim(what) + "\n\n")
+
+
+def _skipped(out: TextIO, style: _Style, exc: ImportError, install: str) -> None:
+    out.write(style.dim(f"(skipped: {exc.name or exc} is not installed; {install})") + "\n")
+
+
+def _footnote(title: Any, section: Any) -> str:
+    return f"{title or 'Quelle'}" + (f", {section}" if section else "")
+
+
+def _demo_rag_chain(server: Any, out: TextIO, style: _Style) -> None:
+    _heading(
+        out,
+        style,
+        1,
+        "LangChain: an LCEL RAG chain, streamed",
+        "retriever | prompt | ChatHaufeCopilot: the cited passages as context, the answer token by "
+        "token, its sources as footnotes",
+    )
+    try:
+        from langchain_core.documents import Document
+        from langchain_core.prompts import ChatPromptTemplate
+        from langchain_core.runnables import RunnablePassthrough
+
+        from langchain_haufe import ChatHaufeCopilot, HaufeCopilotRetriever, sources_to_documents
+    except ImportError as exc:
+        _skipped(out, style, exc, "pip install 'haufe-copilot[langchain]'")
+        return
+    connection = {"api_key": server.api_key, "base_url": server.url, "assistant_id": server.assistant_id}
+    # On a terminal, the emulator paces its deltas (x-emulator-delta-delay) so you can watch them.
+    pace = {"x-emulator-delta-delay": _DEMO_PACE} if _is_terminal(out) else None
+    retriever = HaufeCopilotRetriever(**connection, k=3)
+    model = ChatHaufeCopilot(**connection, default_headers=pace)
+
+    def as_context(documents: list[Document]) -> str:
+        return "\n".join(f"[{d.metadata['rank']}] {d.page_content}" for d in documents)
+
+    prompt = ChatPromptTemplate.from_messages(
+        [
+            ("system", "Beantworte die Frage mit diesen Auszügen und nenne die Vorschriften:\n{context}"),
+            ("human", "{question}"),
+        ]
+    )
+    chain = {"context": retriever | as_context, "question": RunnablePassthrough()} | prompt | model
+
+    out.write(style.label("Frage: ") + DEMO_RAG_QUESTION + "\n" + style.label("Antwort: "))
+    flow = _Flow(out, style, len("Antwort: "), _is_terminal(out))
+    answer: Any = None
+    for chunk in chain.stream(DEMO_RAG_QUESTION):  # token by token
+        flow.write(str(chunk.content))
+        answer = chunk if answer is None else answer + chunk  # the last chunk brings the metadata
+    out.write("\n\n" + style.label("Quellen:") + "\n")
+    for document in sources_to_documents(answer):
+        number, meta = document.metadata["rank"], document.metadata
+        out.write(
+            "  "
+            + style.source(f"[{number}] " + _footnote(meta.get("document_title"), meta.get("section")))
+            + "\n"
+        )
+    metadata = answer.response_metadata
+    out.write(
+        style.dim(
+            f"thread {metadata.get('thread_id')} ({metadata.get('thread_action')}): pass the answer "
+            "back in the history and the next turn continues it"
+        )
+        + "\n"
+    )
+
+
+def _demo_query_engine(server: Any, out: TextIO, style: _Style) -> None:
+    _heading(
+        out,
+        style,
+        2,
+        "LlamaIndex: a query engine with source nodes",
+        "HaufeCopilotQueryEngine.query(): a Response whose source_nodes are the cited passages "
+        "(score 1/rank)",
+    )
+    try:
+        from llama_index.core.schema import MetadataMode
+
+        from llama_index_haufe import HaufeCopilotQueryEngine
+    except ImportError as exc:
+        _skipped(out, style, exc, "pip install 'haufe-copilot[llama-index]'")
+        return
+    engine = HaufeCopilotQueryEngine(
+        api_key=server.api_key, base_url=server.url, assistant_id=server.assistant_id
+    )
+    response = engine.query(DEMO_QUERY_ENGINE_QUESTION)
+    out.write(style.label("Frage: ") + DEMO_QUERY_ENGINE_QUESTION + "\n")
+    _write_answer(out, style, str(response))
+    out.write("\n")
+    out.write(style.label("Source nodes:") + "\n")
+    for node in response.source_nodes:
+        metadata = node.node.metadata
+        where = _footnote(metadata.get("document_title"), metadata.get("section"))
+        text = textwrap.shorten(node.node.get_content(MetadataMode.NONE), width=90, placeholder=" …")
+        out.write(
+            "  "
+            + style.source(f"[{metadata.get('rank')}] {where}")
+            + style.dim(f"  score {node.score:.2f}")
+            + "\n"
+        )
+        out.write("      " + style.dim(text) + "\n")
+
+
+def _demo_agent(server: Any, out: TextIO, style: _Style) -> None:
+    _heading(
+        out,
+        style,
+        3,
+        "LangGraph: an agent calling a tool",
+        "langchain.agents.create_agent(ChatHaufeCopilot, tools=[kuendigungsfrist]): with tools "
+        "bound the model talks to the completions endpoint",
+    )
+    try:
+        from langchain.agents import create_agent
+        from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+        from langchain_core.tools import tool
+
+        from langchain_haufe import ChatHaufeCopilot
+    except ImportError as exc:
+        _skipped(out, style, exc, "pip install 'haufe-copilot[langchain]' langchain langgraph")
+        return
+
+    @tool
+    def kuendigungsfrist(jahre: int) -> str:
+        """Die gesetzliche Kündigungsfrist des Arbeitgebers nach § 622 BGB für eine
+        Betriebszugehörigkeit von `jahre` Jahren."""
+        return notice_period(jahre)
+
+    model = ChatHaufeCopilot(api_key=server.api_key, base_url=server.url, assistant_id=server.assistant_id)
+    agent = create_agent(model, tools=[kuendigungsfrist])
+    out.write(style.label("Frage: ") + DEMO_AGENT_QUESTION + "\n")
+    for update in agent.stream({"messages": [HumanMessage(DEMO_AGENT_QUESTION)]}, stream_mode="updates"):
+        for step in update.values():
+            for message in (step or {}).get("messages", []):
+                if isinstance(message, AIMessage) and message.tool_calls:
+                    for call in message.tool_calls:
+                        arguments = ", ".join(f"{k}={v!r}" for k, v in call["args"].items())
+                        out.write("  " + style.tool(f"→ Werkzeugaufruf {call['name']}({arguments})") + "\n")
+                elif isinstance(message, ToolMessage):
+                    out.write("  " + style.tool(f"← {message.name}: {message.content}") + "\n")
+                elif isinstance(message, AIMessage):
+                    _write_answer(out, style, str(message.content))
+
+
+def _demo(out: TextIO) -> int:
+    style = _Style.for_stream(out)
+    try:
+        from .emulator import EmulatorServer
+    except ImportError as exc:
+        raise SystemExit(
+            f"error: the demo needs the emulator's extra: pip install 'haufe-copilot[emulator]' ({exc})"
+        ) from None
+    with EmulatorServer() as server:
+        out.write(
+            style.label("Haufe Copilot demo")
+            + f": the emulator answers on {server.url} (in-process, no account, no network)\n"
+        )
+        for part in (_demo_rag_chain, _demo_query_engine, _demo_agent):
+            part(server, out, style)
+    out.write(
+        "\n"
+        + style.label("Next: ")
+        + "make test · python examples/lcel_rag_citations.py · README.md (quick starts, configuration)\n"
+    )
+    out.flush()
+    return 0
+
+
 def _emulator(args: argparse.Namespace) -> int:
     from .emulator.app import DEFAULT_ASSISTANT_ID, EmulatorConfig
     from .emulator.faults import FaultPlan, is_known_fault
@@ -203,18 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "emulator":
             return _emulator(args)
         if args.command == "demo":
-            out.write(f"Frage: {DEMO_QUESTION}\n\nAntwort: ")
-            return _ask(
-                argparse.Namespace(
-                    question=DEMO_QUESTION,
-                    stream=True,
-                    thread=None,
-                    assistant_id=None,
-                    user_id=None,
-                    emulator=True,
-                ),
-                out,
-            )
+            return _demo(out)
         return _ask(args, out)
     except HaufeCopilotError as exc:
         print(f"\nerror: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -222,6 +542,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `haufe-copilot demo | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
