@@ -12,14 +12,17 @@ SECRET_HEADERS = frozenset({"api-key", "authorization", "proxy-authorization", "
 
 
 def configure_from_environment() -> None:
+    """`HAUFE_COPILOT_LOG=debug|info` turns on this package's loggers, the adapters' included."""
     level = os.environ.get("HAUFE_COPILOT_LOG", "").strip().lower()
     if level not in ("debug", "info"):
         return
-    logger.setLevel(logging.DEBUG if level == "debug" else logging.INFO)
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("[%(asctime)s %(name)s %(levelname)s] %(message)s"))
-        logger.addHandler(handler)
+    for name in ("haufe_copilot", "langchain_haufe", "llama_index_haufe"):
+        package_logger = logging.getLogger(name)
+        package_logger.setLevel(logging.DEBUG if level == "debug" else logging.INFO)
+        if not package_logger.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("[%(asctime)s %(name)s %(levelname)s] %(message)s"))
+            package_logger.addHandler(handler)
 
 
 def redacted_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:

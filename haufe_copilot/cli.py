@@ -20,11 +20,14 @@ import sys
 import textwrap
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ._client import HaufeCopilotClient
 from .errors import HaufeCopilotError
 from .types import AssistantAnswer, Source
+
+if TYPE_CHECKING:
+    from .emulator import EmulatorServer
 
 DEMO_QUESTION = "Welche Kündigungsfristen gelten während der Probezeit?"
 
@@ -39,7 +42,7 @@ Run "haufe-copilot COMMAND --help" for a command's options.
 """
 
 _EMULATOR_EPILOG = """\
-Connect with base_url=http://127.0.0.1:8765, api_key=sk-emulator-dev and
+Connect with base_url=http://127.0.0.1:8765 (by default), api_key=sk-emulator-dev and
 assistant_id=a1b2c3d4-5678-9abc-def0-1234567890ab. Per request, the headers x-emulator-fault,
 x-emulator-fault-times (+ x-emulator-fault-id), x-emulator-retry-after(-ms), x-emulator-delay,
 x-emulator-delta-delay, x-emulator-cut-after, x-emulator-malformed-after and
@@ -50,8 +53,8 @@ x-emulator-stream-error (+ x-emulator-stream-error-after) switch the same faults
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="haufe-copilot",
-        description="Haufe Copilot from the command line: ask questions, run the local emulator, "
-        "or watch the quick start.",
+        description="Haufe Copilot from the command line: ask questions, serve the local emulator, "
+        "run the quick start.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -287,6 +290,9 @@ class _Style:
         return self._wrap("2", text)
 
 
+_NO_BREAK_AFTER = frozenset({"§", "§§", "Abs.", "Nr.", "S.", "Art."})
+
+
 class _Flow:
     """Writes streamed text word-wrapped to the terminal's width (on a terminal only: piped output
     stays as it came), breaking lines only where the text has whitespace."""
@@ -295,6 +301,7 @@ class _Flow:
         self.out, self.style, self.column = out, style, start
         self.width = min(shutil.get_terminal_size((100, 24)).columns, 100) - 1 if wrap else 0
         self.space = False
+        self.last = ""
 
     def write(self, text: str) -> None:
         if not self.width:
@@ -305,9 +312,16 @@ class _Flow:
             if not piece:
                 continue
             if piece.isspace():
-                self.space = self.column > 0
+                if "\n" in piece:  # the text's own line breaks stay
+                    self.out.write("\n" * piece.count("\n"))
+                    self.column, self.space = 0, False
+                else:
+                    self.space = self.column > 0
                 continue
-            if self.space and self.column + 1 + len(piece) > self.width:
+            # "§ 622 Abs. 3" stays on one line: no break after "§", and room kept for what follows it
+            glued = self.last in _NO_BREAK_AFTER
+            needed = len(piece) + (12 if piece in _NO_BREAK_AFTER else 0)
+            if self.space and not glued and self.column + 1 + needed > self.width:
                 self.out.write("\n")
                 self.column = 0
             elif self.space:
@@ -316,12 +330,13 @@ class _Flow:
             self.space = False
             self.out.write(self.style.answer(piece))
             self.column += len(piece)
+            self.last = piece
         self.out.flush()
 
 
 def _heading(out: TextIO, style: _Style, number: int, title: str, what: str) -> None:
     out.write("\n" + style.heading(f"── {number}/3  {title} " + "─" * max(4, 70 - len(title))) + "\n")
-    out.write(style.dim(what) + "\n\n")
+    out.write(style.dim(textwrap.fill(what, width=100)) + "\n\n")
 
 
 def _skipped(out: TextIO, style: _Style, exc: ImportError, install: str) -> None:
@@ -332,7 +347,7 @@ def _footnote(title: Any, section: Any) -> str:
     return f"{title or 'Quelle'}" + (f", {section}" if section else "")
 
 
-def _demo_rag_chain(server: Any, out: TextIO, style: _Style) -> None:
+def _demo_rag_chain(server: EmulatorServer, out: TextIO, style: _Style) -> None:
     _heading(
         out,
         style,
@@ -384,14 +399,14 @@ def _demo_rag_chain(server: Any, out: TextIO, style: _Style) -> None:
     metadata = answer.response_metadata
     out.write(
         style.dim(
-            f"thread {metadata.get('thread_id')} ({metadata.get('thread_action')}): pass the answer "
-            "back in the history and the next turn continues it"
+            f"thread {metadata.get('thread_id')} ({metadata.get('thread_action')}): "
+            "the next turn continues it"
         )
         + "\n"
     )
 
 
-def _demo_query_engine(server: Any, out: TextIO, style: _Style) -> None:
+def _demo_query_engine(server: EmulatorServer, out: TextIO, style: _Style) -> None:
     _heading(
         out,
         style,
@@ -428,7 +443,7 @@ def _demo_query_engine(server: Any, out: TextIO, style: _Style) -> None:
         out.write("      " + style.dim(text) + "\n")
 
 
-def _demo_agent(server: Any, out: TextIO, style: _Style) -> None:
+def _demo_agent(server: EmulatorServer, out: TextIO, style: _Style) -> None:
     _heading(
         out,
         style,
@@ -480,7 +495,7 @@ def _demo(out: TextIO) -> int:
     with EmulatorServer() as server:
         out.write(
             style.label("Haufe Copilot demo")
-            + f": the emulator answers on {server.url} (in-process, no account, no network)\n"
+            + f": the emulator answers on {server.url} (in-process, no account needed)\n"
         )
         for part in (_demo_rag_chain, _demo_query_engine, _demo_agent):
             part(server, out, style)
