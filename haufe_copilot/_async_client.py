@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import ssl
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
@@ -164,13 +165,21 @@ class AsyncHaufeCopilotClient(BaseClient):
             )
         self._given_http = http_client
         timeout_config = self._config.timeout
-        self._pools = _PoolPerLoop(
-            lambda connections: httpx.AsyncClient(
+        tls: list[ssl.SSLContext] = []
+
+        def make_shard(connections: int) -> httpx.AsyncClient:
+            # One TLS context for every shard of every loop: building one loads the CA bundle,
+            # which costs more than everything else about a new pool.
+            if not tls:
+                tls.append(httpx.create_ssl_context())
+            return httpx.AsyncClient(
                 timeout=timeout_config,
                 follow_redirects=False,
+                verify=tls[0],
                 limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
             )
-        )
+
+        self._pools = _PoolPerLoop(make_shard)
 
     # The resources are made on each access rather than kept: kept, they would tie the client
     # into a reference cycle, and a client dropped without close() would then wait for the

@@ -1,0 +1,194 @@
+"""Small real servers for what the emulator cannot do, on loopback sockets (real over fake).
+
+`RawServer(behaviour)` accepts TCP connections in a thread and, for every request it reads whole,
+does one of:
+
+- `reset`: close at once with SO_LINGER 0, so the kernel answers with RST: a reset before the
+  status line;
+- `malformed`: `200 application/json` with a body that is not JSON;
+- `huge_error`: `500 text/html` with a body of `size` bytes (a proxy's giant page);
+- `big_body`: `200 application/json` with a body of `size` bytes;
+- `endless_line`: `200 application/x-ndjson`, chunked, bytes without a newline until the client
+  leaves;
+- `redirect`: `307` to `location` + the request's path (a redirect to another host).
+
+It records each request's head (`requests`, header names lower-cased) so tests can see what a
+client sent, and counts connections. `refused_port()` gives a port where nothing listens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Literal
+
+Behaviour = Literal["reset", "malformed", "huge_error", "big_body", "endless_line", "redirect"]
+
+
+@dataclass
+class RawRequest:
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class RawServer:
+    behaviour: Behaviour
+    host: str = "127.0.0.1"
+    size: int = 8 * 1024 * 1024
+    location: str = ""
+    requests: list[RawRequest] = field(default_factory=list)
+    connections: int = 0
+
+    def __post_init__(self) -> None:
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((self.host, 0))
+        self._listener.listen(128)
+        self._listener.settimeout(0.05)
+        self.port: int = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._workers: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, name=f"raw-{self.behaviour}", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> RawServer:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        for worker in list(self._workers):
+            worker.join(timeout=5)
+        self._listener.close()
+
+    def request_count(self) -> int:
+        with self._lock:
+            return len(self.requests)
+
+    # -- serving ---------------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+            worker = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self._workers = [w for w in self._workers if w.is_alive()]
+            self._workers.append(worker)
+            worker.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        try:
+            while not self._stop.is_set():
+                request = _read_request(conn)
+                if request is None:
+                    return
+                with self._lock:
+                    self.requests.append(request)
+                if not self._answer(conn, request):
+                    return
+        except OSError:
+            return
+        finally:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def _answer(self, conn: socket.socket, request: RawRequest) -> bool:
+        """Answer one request; False when the connection is over."""
+        if self.behaviour == "reset":
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return False
+        if self.behaviour == "malformed":
+            body = b'{"content": "Die Antwort bricht hier ab'
+            conn.sendall(_head(200, "application/json", len(body)) + body)
+            return True
+        if self.behaviour in ("huge_error", "big_body"):
+            status, kind = (500, "text/html") if self.behaviour == "huge_error" else (200, "application/json")
+            conn.sendall(_head(status, kind, self.size))
+            block = (b"<p>" + b"x" * 1021) if kind == "text/html" else b'{"content": "' + b"y" * 1011
+            sent = 0
+            while sent < self.size and not self._stop.is_set():
+                piece = block[: self.size - sent]
+                conn.sendall(piece)
+                sent += len(piece)
+            return True
+        if self.behaviour == "endless_line":
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n"
+            )
+            chunk = b"z" * 16384
+            frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+            while not self._stop.is_set():
+                conn.sendall(frame)  # raises once the client has gone
+            return False
+        if self.behaviour == "redirect":
+            conn.sendall(
+                b"HTTP/1.1 307 Temporary Redirect\r\nlocation: "
+                + (self.location + request.target).encode()
+                + b"\r\ncontent-length: 0\r\n\r\n"
+            )
+            return True
+        raise ValueError(self.behaviour)
+
+
+def _head(status: int, content_type: str, length: int) -> bytes:
+    reason = {200: "OK", 500: "Internal Server Error"}[status]
+    return (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {length}\r\n"
+        "x-request-id: raw-server\r\n\r\n"
+    ).encode()
+
+
+def _read_request(conn: socket.socket) -> RawRequest | None:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = conn.recv(65536)
+        if not piece:
+            return None
+        data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    method, target, _ = lines[0].split(" ", 2)
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0") or 0)
+    while len(body) < length:
+        piece = conn.recv(65536)
+        if not piece:
+            break
+        body += piece
+    return RawRequest(method, target, headers, body[:length])
+
+
+def refused_port() -> int:
+    """A loopback port where nothing listens (bound, then closed again)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port

@@ -1,0 +1,193 @@
+"""The fault matrix of `tests.reliability.matrix`, one pytest case per cell, and proof that its
+checks would catch what they look for: a leaked connection, a skipped wait, a wrong retry."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient, errors
+from haufe_copilot.emulator import EmulatorServer
+from haufe_copilot.emulator.faults import ERROR_CATALOGUE
+
+from .conftest import ASSISTANT_ID, SESSION_API_KEY, user
+from .reliability import matrix, probes
+from .reliability.matrix import ADAPTER_FAULTS, CELLS, FAULTS, Cell, Env, run_cell
+
+
+@pytest.fixture(scope="module")
+def env(emulator: EmulatorServer) -> Iterator[Env]:
+    with Env(emulator, SESSION_API_KEY) as environment:
+        yield environment
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=lambda cell: cell.id)
+def test_cell(cell: Cell, env: Env) -> None:
+    result = run_cell(cell, env)
+    assert result.passed, result.explain()
+
+
+# -- the matrix covers what it claims ---------------------------------------------------------
+
+
+def test_the_matrix_covers_every_error_of_spec_section_2() -> None:
+    assert set(ERROR_CATALOGUE) <= set(FAULTS)
+    assert {"rate_limit_message", "proxy_html", "empty_503", "status_408", "status_413"} <= set(FAULTS)
+    transport = {"connection_refused", "reset_before_headers", "cut_mid_body", "stall_past_read_timeout"}
+    assert transport | {"malformed"} <= set(FAULTS)
+    classes = {
+        cls.__name__
+        for cls in vars(errors).values()
+        if isinstance(cls, type) and issubclass(cls, errors.APIError) and cls is not errors.APIError
+    }
+    assert classes - {"ResponseTooLargeError"} == set(
+        ADAPTER_FAULTS
+    )  # too large: tests/test_reliability_secrets
+    core = [c for c in CELLS if c.layer == "core"]
+    assert len(core) == 2 * (2 * len(FAULTS) - 2)  # sync/async x modes; two faults are stream-only
+    assert len(CELLS) == len({c.id for c in CELLS})
+
+
+# -- the connection check catches a leak -----------------------------------------------------
+
+
+def test_the_connection_check_sees_a_stream_left_open(emulator: EmulatorServer) -> None:
+    with HaufeCopilotClient(api_key=SESSION_API_KEY, base_url=emulator.url) as client:
+        assert probes.connections(emulator.port, probes.sync_pool(client)).leaked == 0
+        stream = client.assistant.stream(
+            assistant_id=ASSISTANT_ID, messages=user(), extra_headers={"x-emulator-delta-delay": "0.02"}
+        )
+        next(stream)  # a stream begun and left open: a leak until it is closed
+        state = probes.connections(emulator.port, probes.sync_pool(client))
+        assert state.leaked == 1 and state.sockets == ("ESTABLISHED",) and state.pool.busy == 1
+        stream.close()
+        state = probes.settle(emulator.port, probes.sync_pool(client))
+        assert state.leaked == 0 and state.pool.idle <= 1  # at most a keep-alive connection
+
+
+async def test_the_connection_check_sees_an_async_stream_left_open(emulator: EmulatorServer) -> None:
+    async with AsyncHaufeCopilotClient(api_key=SESSION_API_KEY, base_url=emulator.url) as client:
+        stream = client.assistant.stream(
+            assistant_id=ASSISTANT_ID, messages=user(), extra_headers={"x-emulator-delta-delay": "0.02"}
+        )
+        await stream.__anext__()
+        assert (await probes.asettle(emulator.port, probes.async_pool(client), timeout=0.05)).leaked == 1
+        await stream.aclose()
+        assert (await probes.asettle(emulator.port, probes.async_pool(client))).leaked == 0
+
+
+def test_the_connection_check_sees_a_socket_outside_the_pool_and_a_half_closed_one(
+    emulator: EmulatorServer,
+) -> None:
+    with socket.create_connection(("127.0.0.1", emulator.port)) as raw:
+        assert probes.connections(emulator.port, None).leaked == 1
+        assert raw.fileno() >= 0
+    assert probes.settle(emulator.port, None).leaked == 0
+    # The server cuts; a client that never closes its response keeps a CLOSE_WAIT socket.
+    with httpx.Client() as http:
+        request = http.build_request(
+            "POST",
+            emulator.url + "/agents/v1/chat/completions/stream",
+            json={"assistant_id": ASSISTANT_ID, "messages": user()},
+            headers={"api-key": SESSION_API_KEY, "x-emulator-cut-after": "0"},
+        )
+        response = http.send(request, stream=True)
+        deadline = time.monotonic() + 2
+        while probes.client_sockets(emulator.port) != ["CLOSE_WAIT"] and time.monotonic() < deadline:
+            time.sleep(0.005)
+        state = probes.connections(emulator.port, http)
+        assert state.sockets == ("CLOSE_WAIT",) and state.leaked == 1
+        response.close()
+        assert probes.settle(emulator.port, http).leaked == 0
+
+
+# -- mutants: a client that breaks a rule fails its cells --------------------------------------
+
+
+def _cell(cell_id: str) -> Cell:
+    return next(c for c in CELLS if c.id == cell_id)
+
+
+@pytest.mark.parametrize(
+    "cell_id", ["core:internal_server_error:blocking:sync", "core:malformed:streaming:async"]
+)
+def test_a_client_that_leaves_responses_open_fails_its_cell(
+    env: Env, monkeypatch: pytest.MonkeyPatch, cell_id: str
+) -> None:
+    async def aclose(self: httpx.Response) -> None:
+        return None
+
+    monkeypatch.setattr(httpx.Response, "close", lambda self: None)
+    monkeypatch.setattr(httpx.Response, "aclose", aclose)
+    result = run_cell(_cell(cell_id), env)
+    assert not result.passed
+    assert any("connections left open" in p for p in result.problems), result.explain()
+
+
+def test_a_client_that_does_not_wait_fails_its_cell(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    import haufe_copilot._client as sync_client
+
+    monkeypatch.setattr(sync_client.time, "sleep", lambda seconds: None)
+    result = run_cell(_cell("core:rate_limit_gateway:streaming:sync"), env)
+    assert not result.passed
+    assert any("measured" in p for p in result.problems), result.explain()
+
+
+def test_a_client_that_retries_a_continuation_fails_its_cell(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import haufe_copilot._retry as retry
+
+    original = retry.is_retryable
+    monkeypatch.setattr(
+        retry, "is_retryable", lambda error, continues_thread: original(error, continues_thread=False)
+    )
+    result = run_cell(_cell("core-thread:internal_server_error:blocking:sync"), env)
+    assert not result.passed
+    assert any("attempts" in p for p in result.problems), result.explain()
+
+
+def test_a_client_that_drops_the_partial_fails_its_cell(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(errors.HaufeCopilotError, "partial", property(lambda self: "", lambda self, v: None))
+    result = run_cell(_cell("core:malformed:streaming:sync"), env)
+    assert not result.passed
+    assert any("partial" in p for p in result.problems), result.explain()
+
+
+def test_an_event_loop_complaint_fails_its_cell() -> None:
+    with probes.loop_complaints() as complaints:
+
+        async def leave_a_task_behind() -> None:
+            asyncio.get_running_loop().create_task(asyncio.sleep(10))
+
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(leave_a_task_behind())
+        loop.close()  # the pending task is destroyed with the loop
+        import gc
+
+        gc.collect()
+    assert any("Task was destroyed" in m for m in complaints.relevant)
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def test_the_command_prints_the_table_and_writes_the_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "reliability.md"
+    target.write_text("# Reliability\n\nintro\n\n<!-- soak:begin -->\nkept\n<!-- soak:end -->\n")
+    assert matrix.main(["-k", "core:conflict:", "--write", str(target)]) == 0
+    out = capsys.readouterr().out
+    assert "Totals: 4 of 4 cells pass" in out and "conflict" in out
+    text = target.read_text()
+    assert "## Fault matrix" in text and "4 of 4 cells pass" in text
+    assert "<!-- soak:begin -->\nkept\n<!-- soak:end -->" in text and "intro" in text
+    assert matrix.main(["-k", "core:conflict:blocking:sync", "--write", str(target)]) == 0
+    assert target.read_text().count("## Fault matrix") == 1  # the section is replaced, not appended
