@@ -94,7 +94,17 @@ class _PoolPerLoop:
         if entry is not None and not entry[0].is_closed:
             return entry[0].next()
         pool = _ShardedPool(self._make)
-        closer = _close_with_loop(pool, lambda: self._pools.pop(loop, None))
+        # The closer refers to the registry weakly: a strong reference would close a cycle
+        # (registry -> closer -> registry), and a client dropped without aclose() would then keep
+        # its pool until the cyclic collector, instead of having it closed by the loop at once.
+        registry = weakref.ref(self._pools)
+
+        def forget() -> None:
+            pools = registry()
+            if pools is not None:
+                pools.pop(loop, None)
+
+        closer = _close_with_loop(pool, forget)
         await closer.__anext__()  # registers it with the loop's async-generator shutdown
         self._pools[loop] = (pool, closer)
         return pool.next()

@@ -268,20 +268,10 @@ def test_a_slow_close_would_be_seen(emulator: EmulatorServer) -> None:
             check(emulator, marker, left_at, probes.Complaints())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "An AsyncHaufeCopilotClient dropped without aclose() while its event loop runs on keeps its "
-        "per-loop pool alive in a reference cycle (the pool's closer, an async generator, holds a "
-        "callback that refers back to the pool registry that holds it), so it is not closed then; "
-        "when the garbage collector takes the cycle, it finalises the pool's idle keep-alive "
-        "transports in the same pass as the closer: 'ResourceWarning: unclosed transport'. (With no "
-        "collection before the loop ends, the loop's shutdown closes the pool cleanly.) Close the "
-        "client (async with / aclose()) to avoid it."
-    ),
-)
 def test_an_async_client_dropped_while_its_loop_runs_on(emulator: EmulatorServer) -> None:
+    """Dropped without aclose(), its pool is closed by the loop (the closer's finaliser), not
+    left for the cyclic collector to finalise transport by transport."""
+
     async def scenario() -> None:
         async def use_and_drop() -> None:
             client = AsyncHaufeCopilotClient(api_key=SESSION_API_KEY, base_url=emulator.url)
