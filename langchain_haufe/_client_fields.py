@@ -8,6 +8,7 @@ every event loop: it keeps a connection pool per loop and closes each as its loo
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -16,8 +17,10 @@ from langchain_core.utils import from_env, secret_from_env
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
 from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient
+from haufe_copilot._base_client import options_from_fields
 
 _SHARED_BY_REFERENCE = ("token_provider", "http_client", "http_async_client")
+_CLIENT_LOCK = threading.Lock()
 
 
 class HaufeClientFields(BaseModel):
@@ -52,33 +55,26 @@ class HaufeClientFields(BaseModel):
     _client: HaufeCopilotClient | None = PrivateAttr(default=None)
     _async_client: AsyncHaufeCopilotClient | None = PrivateAttr(default=None)
 
-    def _client_options(self) -> dict[str, Any]:
-        return {
-            "api_key": self.api_key.get_secret_value() if self.api_key else None,
-            "base_url": self.base_url,
-            "platform_api_key": self.platform_api_key.get_secret_value() if self.platform_api_key else None,
-            "platform_base_url": self.platform_base_url,
-            "token_provider": self.token_provider,
-            "timeout": self.timeout,
-            "max_retries": self.max_retries,
-            "default_headers": self.default_headers,
-            "allow_insecure_http": self.allow_insecure_http,
-        }
-
     @property
     def client(self) -> HaufeCopilotClient:
         """The sync core client, built on first use."""
         if self._client is None:
-            self._client = HaufeCopilotClient(**self._client_options(), http_client=self.http_client)
+            with _CLIENT_LOCK:  # one model may be shared by threads: build one client, not two
+                if self._client is None:
+                    self._client = HaufeCopilotClient(
+                        **options_from_fields(self), http_client=self.http_client
+                    )
         return self._client
 
     @property
     def async_client(self) -> AsyncHaufeCopilotClient:
         """The async core client, built on first use; it serves any event loop."""
         if self._async_client is None:
-            self._async_client = AsyncHaufeCopilotClient(
-                **self._client_options(), http_client=self.http_async_client
-            )
+            with _CLIENT_LOCK:
+                if self._async_client is None:
+                    self._async_client = AsyncHaufeCopilotClient(
+                        **options_from_fields(self), http_client=self.http_async_client
+                    )
         return self._async_client
 
     def __getstate__(self) -> dict[Any, Any]:

@@ -45,6 +45,7 @@ from llama_index.core.types import Model, PydanticProgramMode
 from pydantic import BaseModel
 
 from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient
+from haufe_copilot._base_client import options_from_fields
 from haufe_copilot.conversation import (
     AnswerDelta,
     AssistantTurn,
@@ -343,27 +344,15 @@ class HaufeCopilot(FunctionCallingLLM):
             system_role=MessageRole.SYSTEM,
         )
 
-    def _client_options(self) -> dict[str, Any]:
-        platform_key = self.platform_api_key.get_secret_value() if self.platform_api_key else None
-        return {
-            "api_key": self.api_key.get_secret_value() if self.api_key else None,
-            "base_url": self.base_url,
-            "platform_api_key": platform_key or os.environ.get("HAUFE_COPILOT_PLATFORM_API_KEY") or None,
-            "platform_base_url": self.platform_base_url,
-            "token_provider": self.token_provider,
-            "timeout": self.timeout,
-            "max_retries": self.max_retries,
-            "default_headers": self.default_headers,
-            "allow_insecure_http": self.allow_insecure_http,
-        }
-
     @property
     def client(self) -> HaufeCopilotClient:
         """The sync core client, built on first use (left out of pickles and copies)."""
         if self._client is None:
             with _CLIENT_LOCK:
                 if self._client is None:
-                    self._client = HaufeCopilotClient(**self._client_options(), http_client=self.http_client)
+                    self._client = HaufeCopilotClient(
+                        **options_from_fields(self), http_client=self.http_client
+                    )
         return self._client
 
     @property
@@ -373,7 +362,7 @@ class HaufeCopilot(FunctionCallingLLM):
             with _CLIENT_LOCK:
                 if self._async_client is None:
                     self._async_client = AsyncHaufeCopilotClient(
-                        **self._client_options(), http_client=self.http_async_client
+                        **options_from_fields(self), http_client=self.http_async_client
                     )
         return self._async_client
 
