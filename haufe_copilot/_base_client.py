@@ -49,14 +49,6 @@ T = TypeVar("T")
 configure_from_environment()
 
 
-class _NotGiven:
-    def __repr__(self) -> str:
-        return "NOT_GIVEN"
-
-
-NOT_GIVEN: Any = _NotGiven()
-
-
 @dataclass(frozen=True)
 class ClientConfig:
     """Everything a client needs to know, resolved and checked once."""
@@ -260,10 +252,6 @@ def check_credential(name: str, value: object) -> None:
 def check_body_size(received: int, limit: int) -> None:
     if received > limit:
         raise ResponseTooLargeError(f"The answer exceeded max_response_bytes={limit} bytes.")
-
-
-def read_error_body(chunks: list[bytes]) -> bytes:
-    return b"".join(chunks)[:MAX_ERROR_BODY_BYTES]
 
 
 class BaseClient:

@@ -12,6 +12,7 @@ import httpx
 
 from ._base_client import (
     DEFAULT_MAX_PARTIAL_CHARS,
+    DEFAULT_MAX_RESPONSE_BYTES,
     MAX_ERROR_BODY_BYTES,
     BaseClient,
     TokenProvider,
@@ -70,7 +71,7 @@ class HaufeCopilotClient(BaseClient):
         http_client: httpx.Client | None = None,
         allow_insecure_http: bool = False,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-        max_response_bytes: int = 64 * 1024 * 1024,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS,
     ) -> None:
         super().__init__(

@@ -23,7 +23,7 @@ from .errors import (
     NotFoundError,
 )
 from .threads import ThreadPlan, Turn, answer_thread_metadata, plan_thread
-from .types.assistant import AssistantAnswer, StreamChunk
+from .types.assistant import AnswerAssembler, AssistantAnswer
 
 if TYPE_CHECKING:
     from ._async_client import AsyncHaufeCopilotClient
@@ -137,36 +137,6 @@ def _result(plan: ThreadPlan, text: str, stopped: bool, answer: AssistantAnswer)
     return AnswerResult(text=text, metadata=metadata, stopped=stopped)
 
 
-class _StreamedAnswer:
-    """Gathers what a stream says besides its text: ids, time, sources (on any chunk)."""
-
-    def __init__(self) -> None:
-        self.first: StreamChunk | None = None
-        self.thread_id = ""
-        self.sources: list[Any] = []
-        self.meta_data: Any = None
-
-    def add(self, chunk: StreamChunk) -> None:
-        if self.first is None:
-            self.first = chunk
-        self.thread_id = chunk.thread_id
-        self.sources.extend(chunk.delta.sources)
-        extra = chunk.model_extra
-        if extra and "meta_data" in extra:
-            self.meta_data = extra["meta_data"]
-
-    def answer(self) -> AssistantAnswer:
-        first = self.first
-        return AssistantAnswer(
-            id=first.message_id if first else "",
-            content="",
-            created_at=first.created_at if first else None,
-            thread_id=self.thread_id,
-            sources=self.sources,
-            meta_data=self.meta_data or {},
-        )
-
-
 def answer(client: HaufeCopilotClient, turn: AssistantTurn) -> AnswerResult:
     plan = _check(turn)
     try:
@@ -199,7 +169,7 @@ def stream_answer(
     """The answer's pieces as they arrive, then one `AnswerResult` (its `text` whole)."""
     plan = _check(turn)
     for attempt in (1, 2):
-        gathered = _StreamedAnswer()
+        gathered = AnswerAssembler()
         stop_filter = StopFilter(turn.stop)
         pieces: list[str] = []
         try:
@@ -220,8 +190,8 @@ def stream_answer(
         tail = stop_filter.flush()
         if tail:
             pieces.append(tail)
-            yield AnswerDelta(tail, gathered.first.message_id if gathered.first else "")
-        yield _result(plan, "".join(pieces), stop_filter.stopped, gathered.answer())
+            yield AnswerDelta(tail, gathered.message_id)
+        yield _result(plan, "".join(pieces), stop_filter.stopped, gathered.answer(""))
         return
 
 
@@ -231,7 +201,7 @@ async def astream_answer(
     """See `stream_answer`."""
     plan = _check(turn)
     for attempt in (1, 2):
-        gathered = _StreamedAnswer()
+        gathered = AnswerAssembler()
         stop_filter = StopFilter(turn.stop)
         pieces: list[str] = []
         try:
@@ -252,6 +222,6 @@ async def astream_answer(
         tail = stop_filter.flush()
         if tail:
             pieces.append(tail)
-            yield AnswerDelta(tail, gathered.first.message_id if gathered.first else "")
-        yield _result(plan, "".join(pieces), stop_filter.stopped, gathered.answer())
+            yield AnswerDelta(tail, gathered.message_id)
+        yield _result(plan, "".join(pieces), stop_filter.stopped, gathered.answer(""))
         return

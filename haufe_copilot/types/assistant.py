@@ -14,6 +14,7 @@ from pydantic import Field
 from ._base import WireModel
 
 __all__ = [
+    "AnswerAssembler",
     "AnswerMetaData",
     "AssistantAnswer",
     "ChatMessage",
@@ -79,25 +80,51 @@ class StreamChunk(WireModel):
     delta: Delta
 
 
-def answer_from_chunks(chunks: list[StreamChunk]) -> AssistantAnswer:
-    """Assemble a streamed answer into the shape of the blocking one (sources in order).
+class AnswerAssembler:
+    """Gathers what a stream says besides its text, chunk by chunk: the ids and time, the
+    sources in order (they may come on any chunk), and a `meta_data` a chunk carries as an
+    extra key (the stream has none of its own)."""
 
-    The stream has no `meta_data` of its own; one sent on any chunk as an extra key is kept.
-    """
+    __slots__ = ("first", "meta_data", "sources", "thread_id")
+
+    def __init__(self) -> None:
+        self.first: StreamChunk | None = None
+        self.thread_id = ""
+        self.sources: list[Source] = []
+        self.meta_data: Any = None
+
+    def add(self, chunk: StreamChunk) -> None:
+        if self.first is None:
+            self.first = chunk
+        self.thread_id = chunk.thread_id
+        self.sources.extend(chunk.delta.sources)
+        extra = chunk.model_extra
+        if extra and "meta_data" in extra:
+            self.meta_data = extra["meta_data"]
+
+    @property
+    def message_id(self) -> str:
+        return self.first.message_id if self.first else ""
+
+    def answer(self, content: str) -> AssistantAnswer:
+        """The streamed answer in the shape of the blocking one."""
+        first = self.first
+        return AssistantAnswer(
+            id=self.message_id,
+            role=(first.delta.role if first else None) or "assistant",
+            content=content,
+            created_at=first.created_at if first else None,
+            thread_id=self.thread_id,
+            sources=self.sources,
+            meta_data=AnswerMetaData.model_validate(self.meta_data or {}),
+        )
+
+
+def answer_from_chunks(chunks: list[StreamChunk]) -> AssistantAnswer:
+    """Assemble a streamed answer into the shape of the blocking one (sources in order)."""
     if not chunks:
         raise ValueError("a stream with no chunks has no answer")
-    sources: list[Source] = []
-    meta_data: Any = None
+    assembler = AnswerAssembler()
     for chunk in chunks:
-        sources.extend(chunk.delta.sources)
-        meta_data = (chunk.model_extra or {}).get("meta_data", meta_data)
-    first = chunks[0]
-    return AssistantAnswer(
-        id=first.message_id,
-        role=first.delta.role or "assistant",
-        content="".join(chunk.delta.content for chunk in chunks),
-        created_at=first.created_at,
-        thread_id=chunks[-1].thread_id,
-        sources=sources,
-        meta_data=AnswerMetaData.model_validate(meta_data or {}),
-    )
+        assembler.add(chunk)
+    return assembler.answer("".join(chunk.delta.content for chunk in chunks))
