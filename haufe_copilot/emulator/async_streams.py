@@ -688,8 +688,15 @@ def add_async_stream_routes(
     def invalid(context: RequestContext, loc: list[Any], msg: str, kind: str = "value_error") -> Response:
         return context.json({"detail": [{"loc": loc, "msg": msg, "type": kind}]}, status_code=422)
 
-    def not_found(context: RequestContext) -> Response:
-        return context.error("resource_not_found", "Stream not found")
+    async def existing(stream_id: str, request: Request) -> tuple[RequestContext, AsyncStream] | Response:
+        """The authorised request and its stream, or the answer that ends it (401, 404)."""
+        context = await authorised(request)
+        if isinstance(context, Response):
+            return context
+        stream = registry.get(stream_id)
+        if stream is None:
+            return context.error("resource_not_found", "Stream not found")
+        return context, stream
 
     @app.post(PREFIX, status_code=202)
     async def initiate(request: Request) -> Response:
@@ -729,12 +736,10 @@ def add_async_stream_routes(
 
     @app.get(PREFIX + "/{stream_id}/status")
     async def status(stream_id: str, request: Request) -> Response:
-        context = await authorised(request)
-        if isinstance(context, Response):
-            return context
-        stream = registry.get(stream_id)
-        if stream is None:
-            return not_found(context)
+        found = await existing(stream_id, request)
+        if isinstance(found, Response):
+            return found
+        context, stream = found
         payload: dict[str, Any] = {"stream_id": stream.id, "status": stream.status}
         if stream.error is not None:
             payload["error"] = stream.error
@@ -742,12 +747,10 @@ def add_async_stream_routes(
 
     @app.get(PREFIX + "/{stream_id}/stream")
     async def observe(stream_id: str, request: Request) -> Response:
-        context = await authorised(request)
-        if isinstance(context, Response):
-            return context
-        stream = registry.get(stream_id)
-        if stream is None:
-            return not_found(context)
+        found = await existing(stream_id, request)
+        if isinstance(found, Response):
+            return found
+        context, stream = found
         header = request.headers.get("last-event-id")
         raw = header if header is not None else request.query_params.get("last_event_id")
         after: int | None = None
@@ -771,12 +774,10 @@ def add_async_stream_routes(
 
     @app.post(PREFIX + "/{stream_id}/cancel")
     async def cancel(stream_id: str, request: Request) -> Response:
-        context = await authorised(request)
-        if isinstance(context, Response):
-            return context
-        stream = registry.get(stream_id)
-        if stream is None:
-            return not_found(context)
+        found = await existing(stream_id, request)
+        if isinstance(found, Response):
+            return found
+        context, stream = found
         if not stream.finish("cancelled"):
             return context.error("conflict", "The stream has already finished")
         if stream.task is not None:
