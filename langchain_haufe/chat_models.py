@@ -22,6 +22,7 @@ from langchain_core.utils.function_calling import convert_to_json_schema, conver
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, Field
 
+from haufe_copilot._model_copy import copier
 from haufe_copilot.conversation import (
     AnswerDelta,
     AnswerResult,
@@ -554,14 +555,21 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
 
 _MESSAGE_PROTOTYPE = AIMessageChunk(content="")
 _GENERATION_PROTOTYPE = ChatGenerationChunk(message=_MESSAGE_PROTOTYPE)
+_copy = copier(
+    [
+        (_MESSAGE_PROTOTYPE, {"content": "x", "id": "run-1", "tool_calls": [], "response_metadata": {}}),
+        (_GENERATION_PROTOTYPE, {"message": _MESSAGE_PROTOTYPE, "text": "x"}),
+    ]
+)
 
 
 def _text_chunk(text: str, message_id: str) -> ChatGenerationChunk:
     """A text delta as LangChain's chunk: a copy of a validated prototype with the text and id
-    set (and fresh containers, so no two chunks share one). This runs once per streamed delta,
-    and validating each chunk again would be most of its cost."""
-    message = _MESSAGE_PROTOTYPE.model_copy(
-        update={
+    set (and fresh containers, so no two chunks share one); validating each delta again would
+    cost more than everything else the adapter does for it."""
+    message = _copy(
+        _MESSAGE_PROTOTYPE,
+        {
             "content": text,
             "id": message_id,
             "additional_kwargs": {},
@@ -569,9 +577,9 @@ def _text_chunk(text: str, message_id: str) -> ChatGenerationChunk:
             "tool_calls": [],
             "invalid_tool_calls": [],
             "tool_call_chunks": [],
-        }
+        },
     )
-    return _GENERATION_PROTOTYPE.model_copy(update={"message": message, "text": text})
+    return _copy(_GENERATION_PROTOTYPE, {"message": message, "text": text})
 
 
 class _CompletionState:

@@ -25,6 +25,7 @@ from llama_index.core.base.llms.types import (
     TextBlock,
 )
 
+from haufe_copilot._model_copy import copier
 from haufe_copilot._stop import StopFilter
 from haufe_copilot._tool_calls import AssembledToolCall, ToolCallAccumulator
 from haufe_copilot.conversation import AnswerDelta, AnswerResult
@@ -43,6 +44,20 @@ __all__ = [
 ]
 
 
+# Validated once; every response is a copy of these (validating a ChatResponse per streamed
+# delta was most of the adapter's cost per delta: see haufe_copilot/_model_copy.py).
+_TEXT = TextBlock(text="")
+_ASSISTANT = ChatMessage(role=MessageRole.ASSISTANT, blocks=[])
+_RESPONSE = ChatResponse(message=_ASSISTANT)
+_copy = copier(
+    [
+        (_TEXT, {"text": "x"}),
+        (_ASSISTANT, {"blocks": [], "additional_kwargs": {}}),
+        (_RESPONSE, {"message": _ASSISTANT, "delta": "x", "raw": {}, "additional_kwargs": {}}),
+    ]
+)
+
+
 def _message(
     text: str,
     calls: Sequence[AssembledToolCall] = (),
@@ -50,9 +65,22 @@ def _message(
     complete: bool = True,
     metadata: dict[str, Any] | None = None,
 ) -> ChatMessage:
-    blocks: list[ContentBlock] = [TextBlock(text=text)] if text or not calls else []
+    blocks: list[ContentBlock] = [_copy(_TEXT, {"text": text})] if text or not calls else []
     blocks.extend(tool_call_blocks(calls, complete=complete))
-    return ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks, additional_kwargs=metadata or {})
+    return _copy(_ASSISTANT, {"blocks": blocks, "additional_kwargs": metadata or {}})
+
+
+def _response(
+    message: ChatMessage,
+    *,
+    delta: str | None = None,
+    raw: Any = None,
+    additional_kwargs: dict[str, Any] | None = None,
+) -> ChatResponse:
+    return _copy(
+        _RESPONSE,
+        {"message": message, "delta": delta, "raw": raw, "additional_kwargs": additional_kwargs or {}},
+    )
 
 
 def _token_counts(usage: Usage | None) -> dict[str, Any]:
@@ -70,7 +98,7 @@ def _token_counts(usage: Usage | None) -> dict[str, Any]:
 
 def assistant_delta(text_so_far: str, delta: AnswerDelta) -> ChatResponse:
     """One streamed piece: the cumulative message, the new delta, no metadata yet."""
-    return ChatResponse(
+    return _response(
         message=_message(text_so_far),
         delta=delta.text,
         raw={"message_id": delta.message_id, "delta": delta.text},
@@ -80,7 +108,7 @@ def assistant_delta(text_so_far: str, delta: AnswerDelta) -> ChatResponse:
 def assistant_final(result: AnswerResult, *, streamed: bool) -> ChatResponse:
     """The whole answer with the metadata of SPEC §4 (on a stream: the final response, delta "")."""
     extra = {"stopped": True} if result.stopped else {}
-    return ChatResponse(
+    return _response(
         message=_message(result.text, metadata=dict(result.metadata)),
         delta="" if streamed else None,
         raw=dict(result.metadata),
@@ -118,7 +146,7 @@ def completion_response(completion: ChatCompletion, *, parallel_tool_calls: bool
         completion.usage,
         completion.model,
     )
-    return ChatResponse(
+    return _response(
         message=_message(text, calls, metadata=metadata),
         raw=completion.model_dump(),
         additional_kwargs=_token_counts(completion.usage),
@@ -166,11 +194,11 @@ class CompletionAssembler:
         if not piece and not fragments:
             return None
         self.text += piece
-        return ChatResponse(message=_message(self.text, self._calls(), complete=False), delta=piece, raw=raw)
+        return _response(_message(self.text, self._calls(), complete=False), delta=piece, raw=raw)
 
     def final(self) -> ChatResponse:
         metadata = _completion_metadata(self._finish_reason, self._session_id, self._usage, self._model)
-        return ChatResponse(
+        return _response(
             message=_message(self.text, self._calls(), metadata=metadata),
             delta="",
             raw=self._last,
@@ -202,7 +230,7 @@ class EventAssembler:
         if not piece:
             return None
         self.text += piece
-        return ChatResponse(message=_message(self.text), delta=piece, raw={"stream_id": self.stream_id})
+        return _response(_message(self.text), delta=piece, raw={"stream_id": self.stream_id})
 
     def feed(self, event: StreamEvent) -> ChatResponse | None:
         if isinstance(event, DeltaEvent):
@@ -235,7 +263,7 @@ class EventAssembler:
         }
         extra = {"stopped": True, **_token_counts(usage)} if self._filter.stopped else _token_counts(usage)
         responses.append(
-            ChatResponse(
+            _response(
                 message=_message(self.text, metadata=metadata),
                 delta="",
                 raw=dict(metadata),

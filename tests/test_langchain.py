@@ -92,6 +92,29 @@ def test_stream_metadata_on_exactly_one_chunk(model: ChatHaufeCopilot) -> None:
     assert merged.content == model.invoke(QUESTION).content
 
 
+def test_a_streamed_text_chunk_is_what_validation_would_build() -> None:
+    """The per-delta chunk skips pydantic's copy machinery; it must equal a validated chunk,
+    keep its own containers and take assignment like any model."""
+    from langchain_core.messages import AIMessageChunk
+    from langchain_core.outputs import ChatGenerationChunk
+
+    from haufe_copilot._model_copy import copy_with
+    from langchain_haufe.chat_models import _copy, _text_chunk
+
+    assert _copy is copy_with  # the fast copy makes what pydantic's model_copy makes
+    first, second = _text_chunk("Wort ", "run-1"), _text_chunk("Satz", "run-1")
+    assert first == ChatGenerationChunk(message=AIMessageChunk(content="Wort ", id="run-1"))
+    assert first.message.model_fields_set >= {"content", "id"}
+    assert AIMessageChunk.model_validate(first.message.model_dump()) == first.message
+    first.message.tool_call_chunks.append({"name": "f", "args": "{}", "id": "c", "index": 0})
+    first.message.response_metadata["model_provider"] = "haufe"
+    assert second.message.tool_call_chunks == [] and second.message.response_metadata == {}
+    second.message.id = "run-2"
+    assert "id" in second.message.model_fields_set and first.message.id == "run-1"
+    merged = (first + _text_chunk("Satz", "run-1")).message
+    assert merged.content == "Wort Satz" and merged.id == "run-1"
+
+
 class _Tokens(BaseCallbackHandler):
     def __init__(self) -> None:
         self.tokens: list[str] = []

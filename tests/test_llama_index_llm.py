@@ -419,3 +419,28 @@ def test_importable_as_llama_index_llms_haufe_beside_llama_index_core() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""  # nothing from LangChain
+
+
+def test_streamed_responses_are_what_validation_would_build() -> None:
+    """Responses are copies of validated prototypes (see haufe_copilot/_model_copy.py): equal
+    to validated ones, each with its own containers."""
+    from llama_index.core.base.llms.types import ChatResponse
+
+    from haufe_copilot._model_copy import copy_with
+    from haufe_copilot.conversation import AnswerDelta
+    from llama_index_haufe._responses import _copy, assistant_delta
+
+    assert _copy is copy_with  # the fast copy makes what pydantic's model_copy makes
+    first = assistant_delta("Wort ", AnswerDelta(text="Wort ", message_id="m1"))
+    second = assistant_delta("Wort Satz", AnswerDelta(text="Satz", message_id="m1"))
+    assert first == ChatResponse(
+        message=ChatMessage(role=MessageRole.ASSISTANT, content="Wort "),
+        delta="Wort ",
+        raw={"message_id": "m1", "delta": "Wort "},
+    )
+    first.message.additional_kwargs["seen"] = True
+    first.additional_kwargs["seen"] = True
+    first.message.blocks.append(TextBlock(text="!"))
+    assert second.message.additional_kwargs == {} and second.additional_kwargs == {}
+    assert [block.text for block in second.message.blocks if isinstance(block, TextBlock)] == ["Wort Satz"]
+    assert second.message.content == "Wort Satz"
