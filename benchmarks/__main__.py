@@ -611,13 +611,16 @@ def main(argv: list[str] | None = None) -> int:
             "haufe_copilot core client",
             "ChatHaufeCopilot.stream",
             FLOOR_B,
+            "ChatOpenAI.stream (anchor)",
             "llama_index_haufe HaufeCopilot.stream_chat",
         ):
             if name in per_delta:
                 flat = per_delta[name][SCALE.largest] / min(per_delta[name].values())
-                record(
-                    f"flat: {name} {_short(SCALE.largest)} vs best", f"{flat:.2f}x", "<= 1.3x", flat <= 1.3
-                )
+                label = f"flat: {name} {_short(SCALE.largest)} vs best"
+                if "anchor" in name:  # the same time in the collector, hidden in a cost 8x ours
+                    record(label, f"{flat:.2f}x", "(no target: the shared cost, diluted)")
+                else:
+                    record(label, f"{flat:.2f}x", "<= 1.3x", flat <= 1.3)
 
         ours_tools, anchor_tools = tools_same_endpoint(url)
         record("tools bound, same SSE body: ChatHaufeCopilot", f"{ours_tools * 1e6:.1f} us", "per delta")
