@@ -139,33 +139,6 @@ class ClientConfig:
         )
 
 
-ADAPTER_OPTION_FIELDS = (
-    "api_key",
-    "base_url",
-    "platform_api_key",
-    "platform_base_url",
-    "token_provider",
-    "timeout",
-    "max_retries",
-    "default_headers",
-    "allow_insecure_http",
-)
-
-
-def options_from_fields(fields: object) -> dict[str, Any]:
-    """Client options from a framework component's fields of the same names (both adapters
-    hold them), with secrets (`SecretStr`) unwrapped."""
-    options = {name: getattr(fields, name, None) for name in ADAPTER_OPTION_FIELDS}
-    for name in ("api_key", "platform_api_key"):
-        secret = options[name]
-        if secret is not None and hasattr(secret, "get_secret_value"):
-            options[name] = secret.get_secret_value() or None
-    if options["max_retries"] is None:
-        options["max_retries"] = DEFAULT_MAX_RETRIES
-    options["allow_insecure_http"] = bool(options["allow_insecure_http"])
-    return options
-
-
 def _as_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
     if timeout is None:
         return DEFAULT_TIMEOUT

@@ -1,14 +1,13 @@
 """The client configuration a LangChain component holds, and its lazily built core clients.
 
-The clients are private and left out of the component's state, so a used model still pickles
-and deep-copies (the copy builds its own clients on first use). One async core client serves
-every event loop: it keeps a connection pool per loop and closes each as its loop shuts down.
+The clients (`LazyClients`) are private and never part of the component's state, so a used
+model still pickles and deep-copies (the copy builds its own clients on first use). One async
+core client serves every event loop: it keeps a connection pool per loop.
 """
 
 from __future__ import annotations
 
 import copy
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -17,10 +16,9 @@ from langchain_core.utils import from_env, secret_from_env
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
 from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient
-from haufe_copilot._base_client import options_from_fields
+from haufe_copilot._component import LazyClients
 
 _SHARED_BY_REFERENCE = ("token_provider", "http_client", "http_async_client")
-_CLIENT_LOCK = threading.Lock()
 
 
 class HaufeClientFields(BaseModel):
@@ -52,37 +50,17 @@ class HaufeClientFields(BaseModel):
     allow_insecure_http: bool = False
     """Allow sending the key over plain http to a host other than loopback."""
 
-    _client: HaufeCopilotClient | None = PrivateAttr(default=None)
-    _async_client: AsyncHaufeCopilotClient | None = PrivateAttr(default=None)
+    _clients: LazyClients = PrivateAttr(default_factory=LazyClients)
 
     @property
     def client(self) -> HaufeCopilotClient:
         """The sync core client, built on first use."""
-        if self._client is None:
-            with _CLIENT_LOCK:  # one model may be shared by threads: build one client, not two
-                if self._client is None:
-                    self._client = HaufeCopilotClient(
-                        **options_from_fields(self), http_client=self.http_client
-                    )
-        return self._client
+        return self._clients.sync(self)
 
     @property
     def async_client(self) -> AsyncHaufeCopilotClient:
         """The async core client, built on first use; it serves any event loop."""
-        if self._async_client is None:
-            with _CLIENT_LOCK:
-                if self._async_client is None:
-                    self._async_client = AsyncHaufeCopilotClient(
-                        **options_from_fields(self), http_client=self.http_async_client
-                    )
-        return self._async_client
-
-    def __getstate__(self) -> dict[Any, Any]:
-        state = super().__getstate__()
-        private = dict(state.get("__pydantic_private__") or {})
-        private.update(_client=None, _async_client=None)
-        state["__pydantic_private__"] = private
-        return state
+        return self._clients.async_(self)
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Any:
         memo = {} if memo is None else memo

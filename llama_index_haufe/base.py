@@ -6,7 +6,6 @@ import logging
 import os
 import pickle
 import re
-import threading
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from contextlib import aclosing, closing
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from llama_index.core.types import Model, PydanticProgramMode
 from pydantic import BaseModel
 
 from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient
-from haufe_copilot._base_client import options_from_fields
+from haufe_copilot._component import LazyClients
 from haufe_copilot.conversation import (
     AnswerDelta,
     AssistantTurn,
@@ -93,7 +92,6 @@ _TOOL_CHOICES = ("auto", "none", "required")
 _SECRET_HEADERS = frozenset({"api-key", "authorization", "cookie", "proxy-authorization", "x-api-key"})
 # Connections and callables: shared by a deep copy, never pickled.
 _SHARED_BY_REFERENCE = ("token_provider", "http_client", "http_async_client")
-_CLIENT_LOCK = threading.Lock()
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -302,8 +300,7 @@ class HaufeCopilot(FunctionCallingLLM):
     context_window: int = Field(default=DEFAULT_CONTEXT_WINDOW, gt=0)
     num_output: int = Field(default=DEFAULT_NUM_OUTPUT, gt=0)
 
-    _client: HaufeCopilotClient | None = PrivateAttr(default=None)
-    _async_client: AsyncHaufeCopilotClient | None = PrivateAttr(default=None)
+    _clients: LazyClients = PrivateAttr(default_factory=LazyClients)
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -347,35 +344,20 @@ class HaufeCopilot(FunctionCallingLLM):
     @property
     def client(self) -> HaufeCopilotClient:
         """The sync core client, built on first use (left out of pickles and copies)."""
-        if self._client is None:
-            with _CLIENT_LOCK:
-                if self._client is None:
-                    self._client = HaufeCopilotClient(
-                        **options_from_fields(self), http_client=self.http_client
-                    )
-        return self._client
+        return self._clients.sync(self)
 
     @property
     def async_client(self) -> AsyncHaufeCopilotClient:
         """The async core client, built on first use; it serves every event loop."""
-        if self._async_client is None:
-            with _CLIENT_LOCK:
-                if self._async_client is None:
-                    self._async_client = AsyncHaufeCopilotClient(
-                        **options_from_fields(self), http_client=self.http_async_client
-                    )
-        return self._async_client
+        return self._clients.async_(self)
 
     def close(self) -> None:
         """Close the sync client's connections (a later call opens new ones)."""
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        self._clients.close()
 
     async def aclose(self) -> None:
         """Close the async client's pool of the running event loop (other loops close theirs)."""
-        if self._async_client is not None:
-            await self._async_client.aclose()
+        await self._clients.aclose()
 
     # -- pickling and copying: the clients stay behind --------------------------------------
 
@@ -396,7 +378,7 @@ class HaufeCopilot(FunctionCallingLLM):
             "__dict__": fields,
             "__pydantic_extra__": self.__pydantic_extra__,
             "__pydantic_fields_set__": set(self.__pydantic_fields_set__),
-            "__pydantic_private__": {"_client": None, "_async_client": None},
+            "__pydantic_private__": {"_clients": LazyClients()},
         }
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> HaufeCopilot:
@@ -405,9 +387,6 @@ class HaufeCopilot(FunctionCallingLLM):
             value = getattr(self, name, None)
             if value is not None:
                 memo[id(value)] = value
-        for value in (self._client, self._async_client):  # the copy builds its own
-            if value is not None:
-                memo[id(value)] = None
         clone: HaufeCopilot = super().__deepcopy__(memo)
         return clone
 

@@ -382,10 +382,14 @@ async def _ask_async(model: ChatHaufeCopilot) -> str:
 def test_a_used_model_pickles_and_deep_copies(model: ChatHaufeCopilot) -> None:
     model.invoke(QUESTION)
     asyncio.run(_ask_async(model))
+    assert model._clients.built == {"sync", "async"}
     for clone in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
         assert isinstance(clone, ChatHaufeCopilot) and clone is not model
+        assert clone._clients.built == set()  # a copy builds clients of its own, not shares them
         assert clone.api_key is not None and clone.api_key.get_secret_value() == SESSION_API_KEY
         assert "§ 622" in str(clone.invoke(QUESTION).content)
+        assert clone.client is not model.client
+    assert model._clients.built == {"sync", "async"}
 
 
 def test_asyncio_run_a_hundred_times_with_one_model(

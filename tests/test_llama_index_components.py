@@ -102,7 +102,7 @@ async def test_the_retriever_is_really_asynchronous(
 ) -> None:
     nodes = await HaufeCopilotRetriever(llm=llm).aretrieve(QUESTION)
     assert_source_nodes(nodes)
-    assert llm._client is None  # the async client asked, not the sync one in a thread
+    assert llm._clients.built == {"async"}  # the async client asked, not the sync one in a thread
 
 
 def test_sources_to_nodes_reads_any_answer_shape(llm: HaufeCopilot) -> None:

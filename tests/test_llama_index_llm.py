@@ -365,15 +365,15 @@ def test_pickle_and_deepcopy_after_sync_and_async_calls(
 ) -> None:
     llm.chat([user(QUESTION)])
     asyncio.run(llm.achat([user(QUESTION)]))
-    assert llm._client is not None and llm._async_client is not None
+    assert llm._clients.built == {"sync", "async"}
     for clone in (pickle.loads(pickle.dumps(llm)), copy.deepcopy(llm)):
         assert isinstance(clone, HaufeCopilot) and clone is not llm
-        assert clone._client is None and clone._async_client is None
+        assert clone._clients.built == set()
         assert clone.api_key is not None and clone.api_key.get_secret_value() == SESSION_API_KEY
         assert clone.chat([user(QUESTION)]).message.additional_kwargs["sources"]
         assert asyncio.run(clone.achat([user(QUESTION)])).message.content
         clone.close()
-    assert llm._client is not None  # the original keeps its clients
+    assert llm._clients.built == {"sync", "async"}  # the original keeps its clients
     # a client you own is shared by a deep copy and left out of a pickle (it holds connections)
     with httpx.Client() as http:
         owned = llm.model_copy(update={"http_client": http})

@@ -210,13 +210,13 @@ def test_leaving_an_async_stream_closes_its_connection_at_once(
 LLAMA_INDEX_SHUTDOWN_RACE = pytest.mark.xfail(
     strict=True,
     reason=(
-        "LlamaIndex keeps an abandoned astream_chat() generator chain alive in a reference cycle "
-        "(llama-index-core's llm_chat_callback stream wrapper), so when the loop ends before the "
-        "garbage collector runs, asyncio's shutdown_asyncgens() closes the nested generators "
-        "(_astream_assistant, astream_answer, _iterate) all at once and logs 'an error occurred "
-        "during closing of asynchronous generator ... aclose(): asynchronous generator is already "
-        "running'. The connection itself is closed in time. Close the stream (async with / "
-        "aclosing) to avoid it."
+        "llama-index-core's llm_chat_callback wraps astream_chat()'s generator in one of its own "
+        "that iterates ours with `async for` and never closes it. Abandoned, the wrapper is "
+        "finalised, but our generators (_astream_assistant, astream_answer, _iterate) stay "
+        "suspended; when the loop then ends at once, asyncio's shutdown_asyncgens() closes all "
+        "of them concurrently, so an outer one's close meets an inner one already closing and "
+        "asyncio logs 'aclose(): asynchronous generator is already running'. The connection is "
+        "closed in time all the same. Close the stream (async with / aclosing) to avoid it."
     ),
 )
 

@@ -1,0 +1,111 @@
+"""What the adapters' components share: a LangChain model or retriever, a LlamaIndex LLM each
+hold the client options as fields of the same names, and build their core clients from them on
+first use (`LazyClients`). The clients are never part of a component's state: a pickled,
+unpickled or deep-copied component builds clients of its own, and never shares a connection
+pool with the original.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ._async_client import AsyncHaufeCopilotClient
+from ._base_client import DEFAULT_MAX_RETRIES
+from ._client import HaufeCopilotClient
+
+__all__ = ["ADAPTER_OPTION_FIELDS", "LazyClients", "options_from_fields"]
+
+ADAPTER_OPTION_FIELDS = (
+    "api_key",
+    "base_url",
+    "platform_api_key",
+    "platform_base_url",
+    "token_provider",
+    "timeout",
+    "max_retries",
+    "default_headers",
+    "allow_insecure_http",
+)
+
+
+def options_from_fields(fields: object) -> dict[str, Any]:
+    """Client options from a component's fields of the same names, with secrets (`SecretStr`)
+    unwrapped."""
+    options = {name: getattr(fields, name, None) for name in ADAPTER_OPTION_FIELDS}
+    for name in ("api_key", "platform_api_key"):
+        secret = options[name]
+        if secret is not None and hasattr(secret, "get_secret_value"):
+            options[name] = secret.get_secret_value() or None
+    if options["max_retries"] is None:
+        options["max_retries"] = DEFAULT_MAX_RETRIES
+    options["allow_insecure_http"] = bool(options["allow_insecure_http"])
+    return options
+
+
+class LazyClients:
+    """A component's sync and async core clients, each built from its fields on first use (so
+    a field set after construction still counts until then). One async client serves every
+    event loop: it keeps a connection pool per loop and closes each as its loop shuts down."""
+
+    def __init__(self) -> None:
+        self._start_empty()
+
+    def _start_empty(self) -> None:
+        self._lock = threading.Lock()  # one model may be shared by threads: one client, not two
+        self._sync: HaufeCopilotClient | None = None
+        self._async: AsyncHaufeCopilotClient | None = None
+
+    def sync(self, fields: Any) -> HaufeCopilotClient:
+        client = self._sync
+        if client is None:
+            with self._lock:
+                if self._sync is None:
+                    self._sync = HaufeCopilotClient(
+                        **options_from_fields(fields), http_client=getattr(fields, "http_client", None)
+                    )
+                client = self._sync
+        return client
+
+    def async_(self, fields: Any) -> AsyncHaufeCopilotClient:
+        client = self._async
+        if client is None:
+            with self._lock:
+                if self._async is None:
+                    self._async = AsyncHaufeCopilotClient(
+                        **options_from_fields(fields),
+                        http_client=getattr(fields, "http_async_client", None),
+                    )
+                client = self._async
+        return client
+
+    def close(self) -> None:
+        """Close the sync client's connections; the next call builds a new client."""
+        with self._lock:
+            client, self._sync = self._sync, None
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        """Close the async client's pool of the running event loop (other loops close theirs)."""
+        if self._async is not None:
+            await self._async.aclose()
+
+    # A copy or an unpickled twin of the component starts with no clients of its own.
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._start_empty()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> LazyClients:
+        return LazyClients()
+
+    @property
+    def built(self) -> frozenset[str]:
+        """Which clients exist so far: "sync", "async"."""
+        return frozenset(name for name, client in (("sync", self._sync), ("async", self._async)) if client)
+
+    def __repr__(self) -> str:
+        return f"LazyClients(built={sorted(self.built)})"
