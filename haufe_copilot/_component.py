@@ -44,8 +44,9 @@ def options_from_fields(fields: object) -> dict[str, Any]:
 
 
 class LazyClients:
-    """A component's sync and async core clients, each built from its fields on first use (so
-    a field set after construction still counts until then). One async client serves every
+    """A component's sync and async core clients, each built from its fields on first use: a
+    field set after construction counts until then, not after (make a copy with
+    `model_copy(update=...)`, which builds clients of its own). One async client serves every
     event loop: it keeps a connection pool per loop and closes each as its loop shuts down."""
 
     def __init__(self) -> None:

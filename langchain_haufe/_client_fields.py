@@ -62,6 +62,12 @@ class HaufeClientFields(BaseModel):
         """The async core client, built on first use; it serves any event loop."""
         return self._clients.async_(self)
 
+    def __copy__(self) -> Any:
+        # `model_copy(update=...)` may change what the clients are built from: never share them.
+        clone = super().__copy__()
+        clone._clients = LazyClients()
+        return clone
+
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Any:
         memo = {} if memo is None else memo
         for name in _SHARED_BY_REFERENCE:  # connections and callables are shared, not copied

@@ -381,6 +381,12 @@ class HaufeCopilot(FunctionCallingLLM):
             "__pydantic_private__": {"_clients": LazyClients()},
         }
 
+    def __copy__(self) -> HaufeCopilot:
+        # `model_copy(update=...)` may change what the clients are built from: never share them.
+        clone = super().__copy__()
+        clone._clients = LazyClients()
+        return clone
+
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> HaufeCopilot:
         memo = {} if memo is None else memo
         for name in _SHARED_BY_REFERENCE:  # connections and callables are shared, not copied

@@ -392,6 +392,19 @@ def test_a_used_model_pickles_and_deep_copies(model: ChatHaufeCopilot) -> None:
     assert model._clients.built == {"sync", "async"}
 
 
+def test_a_copy_with_other_settings_builds_its_own_clients(model: ChatHaufeCopilot) -> None:
+    model.invoke(QUESTION)
+    asyncio.run(_ask_async(model))
+    elsewhere = model.model_copy(update={"base_url": "http://127.0.0.1:9", "max_retries": 0})
+    assert elsewhere._clients.built == set()
+    with pytest.raises(errors.APIConnectionError):
+        elsewhere.invoke(QUESTION)
+    with pytest.raises(errors.APIConnectionError):
+        asyncio.run(_ask_async(elsewhere))
+    assert "§ 622" in str(model.invoke(QUESTION).content)  # the original keeps its own
+    assert "§ 622" in asyncio.run(_ask_async(model))
+
+
 def test_asyncio_run_a_hundred_times_with_one_model(
     model: ChatHaufeCopilot, recwarn: pytest.WarningsRecorder
 ) -> None:

@@ -444,3 +444,16 @@ def test_streamed_responses_are_what_validation_would_build() -> None:
     assert second.message.additional_kwargs == {} and second.additional_kwargs == {}
     assert [block.text for block in second.message.blocks if isinstance(block, TextBlock)] == ["Wort Satz"]
     assert second.message.content == "Wort Satz"
+
+
+def test_a_copy_with_other_settings_builds_its_own_clients(llm: HaufeCopilot) -> None:
+    llm.chat([user(QUESTION)])
+    asyncio.run(llm.achat([user(QUESTION)]))
+    elsewhere = llm.model_copy(update={"base_url": "http://127.0.0.1:9", "max_retries": 0})
+    assert elsewhere._clients.built == set()
+    with pytest.raises(errors.APIConnectionError):
+        elsewhere.chat([user(QUESTION)])
+    with pytest.raises(errors.APIConnectionError):
+        asyncio.run(elsewhere.achat([user(QUESTION)]))
+    assert llm.chat([user(QUESTION)]).message.additional_kwargs["sources"]  # the original keeps its own
+    assert llm._clients.built == {"sync", "async"}
