@@ -14,7 +14,7 @@ from ._async_client import AsyncHaufeCopilotClient
 from ._base_client import DEFAULT_MAX_RETRIES
 from ._client import HaufeCopilotClient
 
-__all__ = ["ADAPTER_OPTION_FIELDS", "LazyClients", "options_from_fields"]
+__all__ = ["ADAPTER_OPTION_FIELDS", "LazyClients", "options_from_fields", "share_by_reference"]
 
 ADAPTER_OPTION_FIELDS = (
     "api_key",
@@ -41,6 +41,21 @@ def options_from_fields(fields: object) -> dict[str, Any]:
         options["max_retries"] = DEFAULT_MAX_RETRIES
     options["allow_insecure_http"] = bool(options["allow_insecure_http"])
     return options
+
+
+# Connections and callables: a deep copy of a component shares them, it does not copy them.
+SHARED_BY_REFERENCE = ("token_provider", "http_client", "http_async_client")
+
+
+def share_by_reference(component: object, memo: dict[int, Any] | None) -> dict[int, Any]:
+    """`memo` for `copy.deepcopy` of a component, so the copy keeps the very `http_client`,
+    `http_async_client` and `token_provider` objects of the original."""
+    memo = {} if memo is None else memo
+    for name in SHARED_BY_REFERENCE:
+        value = getattr(component, name, None)
+        if value is not None:
+            memo[id(value)] = value
+    return memo
 
 
 class LazyClients:

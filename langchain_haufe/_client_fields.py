@@ -16,9 +16,7 @@ from langchain_core.utils import from_env, secret_from_env
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
 from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient
-from haufe_copilot._component import LazyClients
-
-_SHARED_BY_REFERENCE = ("token_provider", "http_client", "http_async_client")
+from haufe_copilot._component import LazyClients, share_by_reference
 
 
 class HaufeClientFields(BaseModel):
@@ -69,11 +67,7 @@ class HaufeClientFields(BaseModel):
         return clone
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Any:
-        memo = {} if memo is None else memo
-        for name in _SHARED_BY_REFERENCE:  # connections and callables are shared, not copied
-            value = getattr(self, name, None)
-            if value is not None:
-                memo[id(value)] = value
+        memo = share_by_reference(self, memo)
         clone = type(self).__new__(type(self))
         clone.__setstate__(copy.deepcopy(self.__getstate__(), memo))
         return clone

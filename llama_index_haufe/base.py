@@ -44,7 +44,7 @@ from llama_index.core.types import Model, PydanticProgramMode
 from pydantic import BaseModel
 
 from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient
-from haufe_copilot._component import LazyClients
+from haufe_copilot._component import LazyClients, share_by_reference
 from haufe_copilot.conversation import (
     AnswerDelta,
     AssistantTurn,
@@ -90,8 +90,6 @@ _CALL_KEYWORDS = frozenset(
 )
 _TOOL_CHOICES = ("auto", "none", "required")
 _SECRET_HEADERS = frozenset({"api-key", "authorization", "cookie", "proxy-authorization", "x-api-key"})
-# Connections and callables: shared by a deep copy, never pickled.
-_SHARED_BY_REFERENCE = ("token_provider", "http_client", "http_async_client")
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -388,12 +386,7 @@ class HaufeCopilot(FunctionCallingLLM):
         return clone
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> HaufeCopilot:
-        memo = {} if memo is None else memo
-        for name in _SHARED_BY_REFERENCE:  # connections and callables are shared, not copied
-            value = getattr(self, name, None)
-            if value is not None:
-                memo[id(value)] = value
-        clone: HaufeCopilot = super().__deepcopy__(memo)
+        clone: HaufeCopilot = super().__deepcopy__(share_by_reference(self, memo))
         return clone
 
     # -- one call, decided --------------------------------------------------------------------
