@@ -63,6 +63,11 @@ class Scale:
     import_repeats: int = 9
 
     @property
+    def long_repeats(self) -> int:
+        """Repetitions of the longest runs (the largest size, the tool stream): fewer."""
+        return max(1, self.repeats - 2)
+
+    @property
     def largest(self) -> int:
         return self.sizes[-1]
 
@@ -130,15 +135,15 @@ class GcProfile:
 
 
 def gc_profile(run: Callable[[], Any]) -> GcProfile:
-    started_at = [0.0]
-    counts = {"full": 0, "seconds": 0.0}
+    full_collections, collector_seconds, started_at = 0, 0.0, 0.0
 
     def watch(phase: str, info: dict[str, Any]) -> None:
+        nonlocal full_collections, collector_seconds, started_at
         if phase == "start":
-            started_at[0] = time.perf_counter()
+            started_at = time.perf_counter()
             return
-        counts["seconds"] += time.perf_counter() - started_at[0]
-        counts["full"] += info["generation"] == 2
+        collector_seconds += time.perf_counter() - started_at
+        full_collections += info["generation"] == 2
 
     gc.collect()
     gc.callbacks.append(watch)
@@ -148,7 +153,7 @@ def gc_profile(run: Callable[[], Any]) -> GcProfile:
         total = time.perf_counter() - started
     finally:
         gc.callbacks.remove(watch)
-    return GcProfile(int(counts["full"]), counts["seconds"], total)
+    return GcProfile(full_collections, collector_seconds, total)
 
 
 # -- the server -------------------------------------------------------------------------------
@@ -330,9 +335,7 @@ def streaming(url: str, assistant_id: str) -> tuple[dict[str, dict[int, float]],
         for n in SCALE.sizes:
             run = make(n)
             run()  # warm: imports, the connection
-            results[name][n] = (
-                best_of(SCALE.repeats if n < SCALE.largest else max(1, SCALE.repeats - 2), run) / n
-            )
+            results[name][n] = best_of(SCALE.repeats if n < SCALE.largest else SCALE.long_repeats, run) / n
             if n == SCALE.largest and name in GC_PROFILED:
                 profiles[name] = gc_profile(run)
     http.close()
@@ -368,7 +371,7 @@ def tools_same_endpoint(url: str) -> tuple[float, float]:
 
     run(ours)
     run(anchor)
-    repeats = max(1, SCALE.repeats - 2)
+    repeats = SCALE.long_repeats
     return (
         best_of(repeats, lambda: run(ours)) / (n + fragments),
         best_of(repeats, lambda: run(anchor)) / (n + fragments),
