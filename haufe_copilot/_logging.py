@@ -8,7 +8,27 @@ from collections.abc import Iterable
 
 logger = logging.getLogger("haufe_copilot")
 
-SECRET_HEADERS = frozenset({"api-key", "authorization", "proxy-authorization", "cookie", "x-api-key"})
+# The one rule for what counts as a credential header, shared by log lines, exceptions, the emulator's
+# record and both adapters' serialisation: the well-known names, and any name that says what it holds.
+SECRET_HEADERS = frozenset(
+    {
+        "api-key",
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "ocp-apim-subscription-key",
+    }
+)
+_SECRET_NAME_PARTS = ("key", "token", "secret", "auth", "cookie", "password", "credential", "signature")
+REDACTED = "<redacted>"
+
+
+def is_secret_header(name: str) -> bool:
+    """Whether a header of this name may carry a credential (and so must never be shown)."""
+    lowered = name.lower()
+    return lowered in SECRET_HEADERS or any(part in lowered for part in _SECRET_NAME_PARTS)
 
 
 def configure_from_environment() -> None:
@@ -27,4 +47,4 @@ def configure_from_environment() -> None:
 
 def redacted_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     """Headers fit for a log line: credentials replaced by a marker."""
-    return {name: "<redacted>" if name.lower() in SECRET_HEADERS else value for name, value in headers}
+    return {name: REDACTED if is_secret_header(name) else value for name, value in headers}

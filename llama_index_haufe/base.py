@@ -45,6 +45,7 @@ from pydantic import BaseModel
 
 from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient
 from haufe_copilot._component import LazyClients, share_by_reference
+from haufe_copilot._logging import is_secret_header
 from haufe_copilot.conversation import (
     AnswerDelta,
     AssistantTurn,
@@ -89,7 +90,6 @@ _CALL_KEYWORDS = frozenset(
     }
 )
 _TOOL_CHOICES = ("auto", "none", "required")
-_SECRET_HEADERS = frozenset({"api-key", "authorization", "cookie", "proxy-authorization", "x-api-key"})
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -322,7 +322,7 @@ class HaufeCopilot(FunctionCallingLLM):
     def _serialise_headers(self, value: dict[str, str] | None) -> dict[str, str] | None:
         if value is None:
             return None
-        return {k: v for k, v in value.items() if k.lower() not in _SECRET_HEADERS}
+        return {k: v for k, v in value.items() if not is_secret_header(k)}
 
     @classmethod
     def class_name(cls) -> str:

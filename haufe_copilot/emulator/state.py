@@ -15,7 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._logging import SECRET_HEADERS
+from .._logging import redacted_headers
 
 MAX_RECORDS = 10_000
 MAX_THREADS = 10_000
@@ -88,7 +88,7 @@ class EmulatorState:
         headers: dict[str, str],
         body: Any,
     ) -> None:
-        safe = {k: ("<redacted>" if k.lower() in SECRET_HEADERS else v) for k, v in headers.items()}
+        safe = redacted_headers(headers.items())
         self.requests.append(RecordedRequest(request_id, method, path, query, safe, body, time.monotonic()))
 
     def start_stream(self, request_id: str) -> StreamRecord:
