@@ -54,6 +54,12 @@ def attempts(emulator: EmulatorServer, header: str, value: str) -> int:
     return sum(1 for r in list(emulator.state.requests) if r.headers.get(header) == value)
 
 
+def arrival_gaps(emulator: EmulatorServer, header: str, value: str) -> list[float]:
+    """Seconds between the emulator's receipts of the requests carrying this header value."""
+    times = [r.at for r in list(emulator.state.requests) if r.headers.get(header) == value]
+    return [later - earlier for earlier, later in zip(times, times[1:])]
+
+
 def wait_for(condition: Callable[[], Any], timeout: float = 2.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -526,18 +526,22 @@ def test_a_stream_error_sends_an_error_event_and_fails(http: httpx.Client) -> No
 
 
 def test_finished_streams_expire_after_the_ttl(custom: Any) -> None:
-    _, http = custom(async_stream_ttl=0.3)
-    running = start(http, headers={"x-emulator-delta-delay": "0.2", "x-emulator-delta-count": "4"})
+    ttl = 0.3
+    _, http = custom(async_stream_ttl=ttl)
+    # Long enough (3 s) to be still running when the finished one has expired, on a busy machine too.
+    running = start(http, headers={"x-emulator-delta-delay": "0.2", "x-emulator-delta-count": "15"})
+    started_at = time.monotonic()
     done = start(http, headers={"x-emulator-delta-count": "1"})
     wait_finished(http, done)
     assert observe(http, done)[1].events
-    time.sleep(0.4)
+    wait_for(lambda: http.get(f"{ASYNC}/{done}/status").status_code == 404, timeout=10)
+    assert time.monotonic() - started_at >= ttl  # not before its time
     for method, suffix in (("GET", "status"), ("GET", "stream"), ("POST", "cancel")):
         assert http.request(method, f"{ASYNC}/{done}/{suffix}").status_code == 404
-    assert status(http, running)["status"] == "processing"  # a running stream never expires
-    assert wait_finished(http, running)["status"] == "completed"
-    time.sleep(0.4)
-    assert http.get(f"{ASYNC}/{running}/status").status_code == 404
+    # Started before `done`, so older than the TTL by now: a running stream never expires.
+    assert status(http, running)["status"] == "processing"
+    assert wait_finished(http, running, timeout=15)["status"] == "completed"
+    wait_for(lambda: http.get(f"{ASYNC}/{running}/status").status_code == 404, timeout=10)
 
 
 def test_the_number_of_kept_streams_is_bounded_oldest_finished_first(custom: Any) -> None:
