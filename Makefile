@@ -16,7 +16,7 @@ $(BIN)/python:
 
 # uv installs when it can be had (from PyPI, into the venv); pip otherwise. Both read the same lock.
 $(BIN)/.uv: | $(BIN)/python
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)" \
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)" >/dev/null 2>&1 \
 		|| echo "uv could not be installed: installing with pip (slower)"
 	@touch $@
 

@@ -3,7 +3,7 @@ protocol, loads the page, types a question, submits it, and sees the streamed an
 footnotes appear in the DOM; a follow-up continues the same server thread.
 
 The emulator and the app (`examples/fastapi_sse_app.py`, uvicorn in a thread) run on free
-loopback ports. Chromium is required: `.ci/run` installs it (`apt-get install chromium`); where
+loopback ports. Chromium is required: `make test` installs it (scripts/system-packages); where
 it is missing this test fails and says so, it does not skip. `CHROMIUM=/path/to/chrome` picks
 another binary.
 """
@@ -47,7 +47,7 @@ def chromium_binary() -> str:
             return found
     pytest.fail(
         "No chromium found: this test drives a real headless browser. Install Debian's chromium "
-        "(apt-get install -y chromium; .ci/run does it) or set CHROMIUM=/path/to/chrome."
+        "(apt-get install -y chromium; make test does it as root) or set CHROMIUM=/path/to/chrome."
     )
 
 
