@@ -11,7 +11,7 @@ SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "system-packages"
 
 
 def run_with(tmp_path: Path, *, uid: int, apt: bool) -> subprocess.CompletedProcess[str]:
-    """The script on a PATH of bash, coreutils' stand-ins and nothing else: no chromium to find."""
+    """The script on a PATH of stand-ins and nothing else: neither chromium nor redis-server to find."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "id").write_text(f"#!/bin/sh\necho {uid}\n")
@@ -30,7 +30,8 @@ def test_without_root_it_stops_with_one_line_naming_the_package(tmp_path: Path) 
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert "make test needs chromium" in lines[0] and "apt-get install chromium" in lines[0]
+    assert "make test needs chromium redis-server" in lines[0]
+    assert "apt-get install chromium redis-server" in lines[0]
     assert not (tmp_path / "apt.log").exists()
 
 
@@ -39,15 +40,16 @@ def test_as_root_with_apt_it_installs_the_missing_package(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     calls = (tmp_path / "apt.log").read_text().splitlines()
     assert calls[0].startswith("update")
-    assert calls[1].split()[-1] == "chromium" and "install" in calls[1]
+    assert calls[1].split()[-2:] == ["chromium", "redis-server"] and "install" in calls[1]
 
 
 def test_nothing_is_done_when_everything_is_there(tmp_path: Path) -> None:
     bin_dir = tmp_path / "present"
     bin_dir.mkdir()
-    fake = bin_dir / "chromium"
-    fake.write_text("#!/bin/sh\n")
-    fake.chmod(0o755)
+    for name in ("chromium", "redis-server"):
+        fake = bin_dir / name
+        fake.write_text("#!/bin/sh\n")
+        fake.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     env.pop("CHROMIUM", None)
     result = subprocess.run(["/bin/bash", str(SCRIPT)], env=env, capture_output=True, text=True, check=False)
