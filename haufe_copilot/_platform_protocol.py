@@ -10,7 +10,14 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ValidationError
 
-from ._protocol import RequestSpec, StreamFormat, check_header_value, check_identifier, decode_json_body
+from ._protocol import (
+    RequestSpec,
+    StreamFormat,
+    check_header_value,
+    check_identifier,
+    check_question,
+    decode_json_body,
+)
 from ._sse import ServerSentEvent, SSEDecoder
 from ._tool_calls import ToolCallAccumulator
 from .errors import (
@@ -76,6 +83,7 @@ def _completion_messages(messages: Sequence[Any]) -> list[dict[str, Any]]:
                 f"messages[{index}].content must be a string (or None beside tool_calls), "
                 f"not {type(content).__name__}."
             )
+        check_question(message["role"], content, where=f"messages[{index}] (a user message)")
         out.append(dict(message))
     return out
 

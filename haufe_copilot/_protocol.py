@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from ._ndjson import NDJSONLines, parse_object
 from .errors import (
     APIResponseValidationError,
+    EmptyMessageError,
     InvalidRequestError,
     error_from_stream_object,
     is_error_object,
@@ -36,6 +37,7 @@ __all__ = [
     "build_assistant_request",
     "check_header_value",
     "check_identifier",
+    "check_question",
     "chunk_text",
     "decode_json_body",
     "parse_answer",
@@ -147,7 +149,17 @@ def _message_dict(index: int, message: object) -> dict[str, Any]:
         if not isinstance(data.get(key), str):
             problem = "is missing" if key not in data else f"must be a string, not {type(data[key]).__name__}"
             raise InvalidRequestError(f"messages[{index}].{key} {problem}.")
+    check_question(data["role"], data["content"], where=f"messages[{index}] (a user message)")
     return data
+
+
+def check_question(role: object, content: object, *, where: str) -> None:
+    """Refuse an empty or blank user message before it is sent: the service answers it with
+    `message_content_empty`, and in a thread it would be stored as a turn."""
+    if role == "user" and isinstance(content, str) and not content.strip():
+        raise EmptyMessageError(
+            f"{where} is empty or only whitespace ({content[:20]!r}): ask a question with some text."
+        )
 
 
 def build_assistant_request(

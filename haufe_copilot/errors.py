@@ -26,6 +26,7 @@ __all__ = [
     "BadRequestError",
     "ConfigurationError",
     "ConflictError",
+    "EmptyMessageError",
     "GatewayTimeoutError",
     "HaufeCopilotError",
     "InternalServerError",
@@ -61,6 +62,16 @@ class ConfigurationError(HaufeCopilotError, ValueError):
 
 class InvalidRequestError(HaufeCopilotError, ValueError):
     """The caller's input was rejected before anything was sent."""
+
+
+class EmptyMessageError(InvalidRequestError):
+    """A question (a user message) was empty or only whitespace, refused before anything was sent.
+
+    The service answers such a request with `message_content_empty`; the client refuses it first,
+    so no request is spent on it and no empty turn lands in a server thread.
+    """
+
+    error_code: ClassVar[str] = "message_content_empty"
 
 
 class APIError(HaufeCopilotError):

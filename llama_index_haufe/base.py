@@ -46,6 +46,7 @@ from pydantic import BaseModel
 from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient
 from haufe_copilot._component import LazyClients, share_by_reference
 from haufe_copilot._logging import is_secret_header
+from haufe_copilot._protocol import check_question
 from haufe_copilot.conversation import (
     AnswerDelta,
     AssistantTurn,
@@ -150,6 +151,16 @@ def json_schema_format(output_cls: type[BaseModel]) -> dict[str, Any]:
     """The async-streams API's `response_format` for a pydantic model."""
     name = re.sub(r"[^A-Za-z0-9_-]", "_", output_cls.__name__)[:64] or "output"
     return {"type": "json_schema", "json_schema": {"name": name, "schema": output_cls.model_json_schema()}}
+
+
+def _checked_prompt(prompt: object) -> str:
+    """A completion prompt must be text: LlamaIndex would turn another value into an empty message."""
+    if not isinstance(prompt, str):
+        raise InvalidRequestError(
+            f"The prompt must be a string, not {type(prompt).__name__}: pass the question as text."
+        )
+    check_question("user", prompt, where="The prompt")
+    return prompt
 
 
 class HaufeCopilot(FunctionCallingLLM):
@@ -496,21 +507,23 @@ class HaufeCopilot(FunctionCallingLLM):
     @_completion_event
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         """The prompt as one user message; the metadata in `additional_kwargs`."""
-        return chat_to_completion_decorator(self._chat)(prompt, **kwargs)
+        return chat_to_completion_decorator(self._chat)(_checked_prompt(prompt), **kwargs)
 
     @_completion_event
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
-        return stream_chat_to_completion_decorator(self._stream_chat)(prompt, **kwargs)
+        return stream_chat_to_completion_decorator(self._stream_chat)(_checked_prompt(prompt), **kwargs)
 
     @_completion_event
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        return await achat_to_completion_decorator(self._achat)(prompt, **kwargs)
+        return await achat_to_completion_decorator(self._achat)(_checked_prompt(prompt), **kwargs)
 
     @_completion_event
     async def astream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
-        return await astream_chat_to_completion_decorator(self._astream_chat)(prompt, **kwargs)
+        return await astream_chat_to_completion_decorator(self._astream_chat)(
+            _checked_prompt(prompt), **kwargs
+        )
 
     # -- the work, undecorated -----------------------------------------------------------------
 
