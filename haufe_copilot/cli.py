@@ -13,9 +13,11 @@ LangGraph agent calling a tool. It needs the `langchain` and `llama-index` extra
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import shutil
+import socket
 import sys
 import textwrap
 from collections.abc import Iterator, Sequence
@@ -23,6 +25,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._client import HaufeCopilotClient
+from ._version import __version__
 from .errors import HaufeCopilotError
 from .types import AssistantAnswer, Source
 
@@ -30,6 +33,9 @@ if TYPE_CHECKING:
     from .emulator import EmulatorServer
 
 DEMO_QUESTION = "Welche Kündigungsfristen gelten während der Probezeit?"
+
+#: The one line a command that needs the emulator prints when its extra is not installed.
+_EMULATOR_EXTRA = "pip install 'haufe-copilot[emulator]'"
 
 
 _EPILOG = """\
@@ -58,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"haufe-copilot {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     emulator = commands.add_parser(
@@ -72,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     emulator.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    emulator.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    emulator.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     emulator.add_argument(
         "--lenient",
         action="store_true",
@@ -154,6 +161,14 @@ def _print_sources(sources: Sequence[Source], out: TextIO) -> None:
         out.write(f"  [{number}] {title}" + (f", {section}" if section else "") + "\n")
 
 
+def _missing_emulator_extra(command: str, exc: ImportError) -> SystemExit:
+    """The one line for a command run without the emulator's libraries (fastapi, uvicorn)."""
+    missing = exc.name or str(exc)
+    return SystemExit(
+        f"error: {command} needs the emulator's extra ({missing} is missing): {_EMULATOR_EXTRA}"
+    )
+
+
 @contextmanager
 def _client_for(emulator: bool, assistant_id: str | None) -> Iterator[tuple[HaufeCopilotClient, str]]:
     if not emulator:
@@ -168,9 +183,7 @@ def _client_for(emulator: bool, assistant_id: str | None) -> Iterator[tuple[Hauf
     try:
         from .emulator import EmulatorServer
     except ImportError as exc:
-        raise SystemExit(
-            f"error: the emulator needs its extra: pip install 'haufe-copilot[emulator]' ({exc})"
-        ) from None
+        raise _missing_emulator_extra("chat --emulator", exc) from None
     with (
         EmulatorServer() as server,
         HaufeCopilotClient(api_key=server.api_key, base_url=server.url) as client,
@@ -204,8 +217,44 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
             _print_sources(answer.sources, out)
             thread_id = answer.thread_id
         if thread_id:
-            out.write(f"\n(thread {thread_id}: continue it with --thread {thread_id})\n")
+            out.write("\n" + _thread_hint(thread_id, args.emulator) + "\n")
     return 0
+
+
+def _thread_hint(thread_id: str, in_process_emulator: bool) -> str:
+    if not in_process_emulator:
+        return f"(thread {thread_id}: continue it with --thread {thread_id})"
+    # The emulator of --emulator lives for this one call, and its threads with it: a follow-up
+    # needs an emulator that outlives the call.
+    return (
+        f"(thread {thread_id} ended with this call's emulator. To continue a conversation, run "
+        "`haufe-copilot emulator` in another terminal, then, in this one:\n"
+        + _connect_lines("http://127.0.0.1:8765")
+        + '\n  haufe-copilot chat "QUESTION"                 prints a thread id'
+        + '\n  haufe-copilot chat "FOLLOW-UP" --thread ID    continues it)'
+    )
+
+
+def _emulator_key_hint() -> str:
+    """The key a client should use: the development key, or a pointer to the keys configured (a
+    key chosen in HAUFE_COPILOT_EMULATOR_KEYS is not echoed to a terminal or a CI log)."""
+    from .emulator.app import DEFAULT_API_KEY
+
+    configured = os.environ.get("HAUFE_COPILOT_EMULATOR_KEYS")
+    if configured is None or DEFAULT_API_KEY in configured.split(","):
+        return DEFAULT_API_KEY
+    return "<a key from HAUFE_COPILOT_EMULATOR_KEYS>"
+
+
+def _connect_lines(url: str) -> str:
+    """The environment `haufe-copilot chat` and the clients read, set for an emulator at `url`."""
+    from .emulator.app import DEFAULT_ASSISTANT_ID
+
+    return (
+        f"  export HAUFE_COPILOT_BASE_URL={url}\n"
+        f"  export HAUFE_COPILOT_API_KEY={_emulator_key_hint()}\n"
+        f"  export HAUFE_COPILOT_ASSISTANT_ID={DEFAULT_ASSISTANT_ID}"
+    )
 
 
 # -- the demo ----------------------------------------------------------------------------------
@@ -489,9 +538,7 @@ def _demo(out: TextIO) -> int:
     try:
         from .emulator import EmulatorServer
     except ImportError as exc:
-        raise SystemExit(
-            f"error: the demo needs the emulator's extra: pip install 'haufe-copilot[emulator]' ({exc})"
-        ) from None
+        raise _missing_emulator_extra("demo", exc) from None
     with EmulatorServer() as server:
         out.write(
             style.label("Haufe Copilot demo")
@@ -509,13 +556,17 @@ def _demo(out: TextIO) -> int:
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from .emulator.app import DEFAULT_ASSISTANT_ID, EmulatorConfig
-    from .emulator.faults import FaultPlan, is_known_fault
-    from .emulator.server import serve
+    try:
+        from .emulator.app import DEFAULT_ASSISTANT_ID, EmulatorConfig
+        from .emulator.faults import FaultPlan, is_known_fault
+        from .emulator.server import serve
+    except ImportError as exc:
+        raise _missing_emulator_extra("emulator", exc) from None
 
     for name in (args.fault, args.stream_error):
         if name is not None and not is_known_fault(name):
             raise SystemExit(f"error: unknown fault {name!r}; see haufe-copilot emulator --help")
+    port = _free_port_or_exit(args.host, args.port)
     plan = FaultPlan(
         fault=args.fault,
         fault_times=args.fault_times,
@@ -533,13 +584,36 @@ def _emulator(args: argparse.Namespace) -> int:
         faults=plan,
         words_per_delta=args.words_per_delta,
     )
+    url = f"http://{args.host}:{port}"
     print(
-        f"Haufe Copilot emulator on http://{args.host}:{args.port} "
-        f"(assistant_id {DEFAULT_ASSISTANT_ID}; keys from HAUFE_COPILOT_EMULATOR_KEYS)",
+        f"Haufe Copilot emulator on {url} (Ctrl-C stops it). Point a client or "
+        f"`haufe-copilot chat` at it with:\n{_connect_lines(url)}",
         flush=True,
     )
-    serve(config, args.host, args.port)
+    serve(config, args.host, port)
     return 0
+
+
+def _free_port_or_exit(host: str, port: int) -> int:
+    """The port to serve on, checked before the banner: one line instead of a banner followed by
+    uvicorn's traceback. Port 0 becomes a free port (so the banner shows the real one)."""
+    if not 0 <= port <= 65535:
+        raise SystemExit(f"error: --port {port} is not a TCP port: give 1-65535 (or 0 for a free one)")
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # as uvicorn binds: SO_REUSEADDR ignores sockets in TIME_WAIT, not a listening server
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+            free_port: int = probe.getsockname()[1]
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            advice = "something is already listening there (another emulator?): pick another --port"
+        elif exc.errno == errno.EACCES:
+            advice = "ports below 1024 need privileges: pick another --port"
+        else:
+            advice = "check --host: it must be an address of this machine, e.g. 127.0.0.1"
+        raise SystemExit(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}; {advice}") from None
+    return free_port
 
 
 def main(argv: Sequence[str] | None = None) -> int:
