@@ -4,6 +4,15 @@ Importing this package registers the content-block translator for `model_provide
 so `AIMessage.content_blocks` shows an answer's sources as standard `Citation` annotations.
 """
 
+try:
+    import langchain_core  # noqa: F401  (checked first, so its absence is one clear message)
+except ImportError as exc:
+    raise ImportError(
+        f"langchain_haufe needs LangChain ({exc.name or exc} is not installed): "
+        "pip install 'haufe-copilot[langchain]'",
+        name=exc.name,
+    ) from None
+
 from ._messages import sources_to_documents
 from .chat_models import ChatHaufeCopilot
 from .retrievers import HaufeCopilotRetriever

@@ -10,6 +10,15 @@
 Nothing here imports LangChain.
 """
 
+try:
+    import llama_index.core  # noqa: F401  (checked first, so its absence is one clear message)
+except ImportError as exc:
+    raise ImportError(
+        f"llama_index_haufe needs LlamaIndex ({exc.name or exc} is not installed): "
+        "pip install 'haufe-copilot[llama-index]'",
+        name=exc.name,
+    ) from None
+
 from .base import HaufeCopilot, json_schema_format
 from .chat_engine import HaufeCopilotChatEngine
 from .query_engine import HaufeCopilotQueryEngine
