@@ -101,17 +101,17 @@ class HaufeCopilotClient(BaseClient):
     # cyclic garbage collector, which may finalise its sockets before the client closes them.
     @property
     def assistant(self) -> Assistant:
-        """The Assistant API: answers with sources, threads (seeds 000, 001)."""
+        """The Assistant API: answers with sources, threads (docs/contract.md, Assistant API)."""
         return Assistant(self)
 
     @property
     def completions(self) -> Completions:
-        """The OpenAI-compatible completions API, with tools over SSE (seed 002)."""
+        """The OpenAI-compatible completions API, with tools over SSE (docs/contract.md, Completions)."""
         return Completions(self)
 
     @property
     def streams(self) -> Streams:
-        """Background completions observed as resumable streams (seed 003)."""
+        """Background completions observed as resumable streams (docs/contract.md, Async streams)."""
         return Streams(self)
 
     def with_options(self, **changes: Any) -> HaufeCopilotClient:
@@ -166,7 +166,7 @@ class HaufeCopilotClient(BaseClient):
         request = self._build_request(self._http, spec, timeout, token)
         started = self._log_request(request)
         # Never follow a redirect, even with an `http_client` that would: httpx strips
-        # Authorization on a cross-origin redirect but not `api-key` (SPEC §2, secrets).
+        # Authorization on a cross-origin redirect but not `api-key` (docs/contract.md, Base URLs).
         response = self._http.send(request, stream=True, follow_redirects=False)
         self._log_response(request, response, started)
         return response
@@ -186,7 +186,7 @@ class HaufeCopilotClient(BaseClient):
         return self._checked_token(token)
 
     def _request(self, spec: RequestSpec, parse: Callable[[bytes], T], timeout: httpx.Timeout | None) -> T:
-        """A blocking call with retries (SPEC §2): retried only before the body's first byte."""
+        """A blocking call, retried only before the body's first byte (docs/contract.md, Retries)."""
         retries_done = 0
         while True:
             received = 0
@@ -214,7 +214,7 @@ class HaufeCopilotClient(BaseClient):
     def _iterate(
         self, spec: RequestSpec, fmt: StreamFormat[Any, T], timeout: httpx.Timeout | None
     ) -> Generator[T, None, None]:
-        """Stream items; retried only before the first item reached the caller (SPEC §2)."""
+        """Stream items; retried only before the first item reached the caller (docs/contract.md, Retries)."""
         retries_done = 0
         delivered: list[str] = []  # the partial text an error carries, up to max_partial_chars
         kept, cap, more = 0, self._config.max_partial_chars, False

@@ -1,4 +1,4 @@
-"""Requests and answers of the platform APIs (completions, seed 002; async streams, seed 003) as
+"""Requests and answers of the platform APIs (docs/contract.md, Completions and Async streams) as
 pure functions shared by both clients, like `_protocol` for the Assistant API."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from .types.streams import EVENT_TYPES, StreamEvent, StreamHandle, StreamStatus
 COMPLETIONS_PATH = "/api/v1/chat/completions"
 ASYNC_STREAMS_PATH = "/api/v1/messages/async"
 
-# Message fields seed 002 documents; anything else is refused rather than silently sent.
+# Message fields the completions API documents (docs/contract.md); others are refused, not silently sent.
 _MESSAGE_FIELDS = frozenset({"role", "content", "name", "tool_calls", "tool_call_id"})
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TOOL_CHOICES = ("none", "auto", "required")
@@ -89,7 +89,7 @@ def _completion_messages(messages: Sequence[Any]) -> list[dict[str, Any]]:
 
 
 def check_tools(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Function tools as seed 002 shows them; each needs a name and a JSON schema."""
+    """Function tools as the completions API takes them (docs/contract.md); each needs a JSON schema."""
     checked = []
     for index, tool in enumerate(tools):
         where = f"tools[{index}]"
@@ -149,11 +149,13 @@ def build_completion_request(
     extra_headers: Mapping[str, str] | None = None,
     extra_query: Mapping[str, str] | None = None,
 ) -> RequestSpec:
-    """`POST /api/v1/chat/completions`: SSE when `stream`, else one JSON completion (seed 002)."""
+    """`POST /api/v1/chat/completions`: SSE when `stream`, else one JSON completion (docs/contract.md)."""
     check_identifier("session_id", session_id)
     checked_tools = check_tools(tools) if tools else None
     if checked_tools and not stream:
-        raise InvalidRequestError("Tool calling needs streaming (seed 002): call with stream=True.")
+        raise InvalidRequestError(
+            "Tool calling needs streaming (tools are called only over SSE): call with stream=True."
+        )
     body = _drop_none(
         {
             "model": model,
@@ -319,7 +321,7 @@ def build_stream_start(
     extra_body: Mapping[str, Any] | None,
     extra_headers: Mapping[str, str] | None,
 ) -> RequestSpec:
-    """`POST /api/v1/messages/async[?stream_id=]` with the fields of seed 003."""
+    """`POST /api/v1/messages/async[?stream_id=]` with the fields of docs/contract.md, Async streams."""
     check_identifier("stream_id", stream_id)
     body = _drop_none({"messages": _completion_messages(messages), **fields})
     if "tools" in body:

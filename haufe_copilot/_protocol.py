@@ -63,7 +63,7 @@ class RequestSpec:
     headers: Mapping[str, str] = field(default_factory=dict)
     stream: bool = False
     #: A request that continues a server thread may have been stored when it failed, so it is
-    #: retried only where the server cannot have taken it (SPEC §2).
+    #: retried only where the server cannot have taken it (docs/contract.md, Retries).
     continues_thread: bool = False
 
     def content(self) -> bytes | None:
@@ -173,7 +173,7 @@ def build_assistant_request(
     extra_headers: Mapping[str, str] | None,
     extra_query: Mapping[str, str] | None,
 ) -> RequestSpec:
-    """`POST /agents/v1/chat/completions[/stream]`: only the fields the seeds document."""
+    """`POST /agents/v1/chat/completions[/stream]`: only the documented fields (docs/contract.md)."""
     check_identifier("assistant_id", assistant_id, optional=False)
     check_identifier("user_id", user_id)
     check_identifier("thread_id", thread_id)

@@ -1,4 +1,4 @@
-"""When to retry and how long to wait (SPEC §2), as pure functions shared by both clients."""
+"""When to retry and how long to wait (docs/contract.md, Retries): pure functions for both clients."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stop sequences applied on the client, for the Assistant API which takes none (SPEC §3).
+"""Stop sequences applied on the client, for the Assistant API, which takes none (docs/contract.md).
 
 The answer ends before the first stop sequence, streamed too: a streamed piece that might be
 the start of a stop sequence is held back until the next piece settles it, so no text that

@@ -1,8 +1,8 @@
 """One assistant turn for a whole history: the work both framework adapters share.
 
-Given the history the framework holds, `plan_thread` (SPEC §4) decides what to send where; this
+Given the history the framework holds, `plan_thread` (docs/threads.md) decides what to send where; this
 module sends it through the core client, falls back once to a new thread when a continuation
-fails the way SPEC §2 describes, applies stop sequences on the client, and returns the text with
+fails as docs/contract.md (Retries) says, applies stop sequences on the client, and returns the text with
 the metadata every answer carries (thread, message, sources, digests, `thread_action`). The
 adapters only translate their message types to `Turn`s and the result back.
 """
@@ -68,7 +68,7 @@ class AnswerDelta:
 
 @dataclass
 class AnswerResult:
-    """The answer's text (stop sequences applied) and the metadata of SPEC §4, plain JSON."""
+    """The answer's text (stop sequences applied) and the metadata of docs/threads.md, plain JSON."""
 
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -98,7 +98,7 @@ def _check(turn: AssistantTurn) -> ThreadPlan:
 
 
 def _thread_failed(error: APIError, plan: ThreadPlan) -> bool:
-    """A continuation the server may have half-taken, or whose thread is gone (SPEC §2)."""
+    """A continuation the server may have half-taken, or whose thread is gone (docs/contract.md, Retries)."""
     if plan.thread_id is None:
         return False
     if isinstance(error, NotFoundError):

@@ -1,7 +1,7 @@
 """The exceptions of the Haufe Copilot client, and how a server answer maps onto them.
 
 Every exception is a `HaufeCopilotError`. Answers from the server become `APIStatusError`
-subclasses, classified on the body's `error_code` first and the HTTP status second (SPEC §2), so
+subclasses, classified on the body's `error_code` first and the HTTP status second (docs/contract.md), so
 that an HTML page from a proxy, an empty body or the gateway's `{"message": ...}` still gives the
 right class and a readable message. Classification is pure: it takes a status, headers and body
 bytes, and never sees a request's credentials.
@@ -43,7 +43,7 @@ __all__ = [
     "parse_retry_after",
 ]
 
-# Retry-After beyond this is treated as this: a caller should not hang for minutes (SPEC §2).
+# Retry-After beyond this is treated as this: a caller should not hang for minutes (docs/contract.md).
 MAX_RETRY_AFTER_SECONDS = 60.0
 
 
@@ -247,7 +247,7 @@ _CLASS_BY_STATUS: dict[int, type[APIStatusError]] = {
     504: GatewayTimeoutError,
 }
 
-#: The HTTP status each documented error code is sent with (seeds 000 and 001); an error line
+#: The HTTP status each documented error code is sent with (docs/contract.md, Errors); an error line
 #: inside a 200 stream is given this status.
 STATUS_BY_CODE: dict[str, int] = {
     "unauthorized": 401,
@@ -323,7 +323,7 @@ def _clamp(seconds: float) -> float | None:
 def error_from_response(
     status_code: int, headers: Mapping[str, str], content: bytes, *, partial: str = ""
 ) -> APIStatusError:
-    """The typed error for an HTTP error answer (SPEC §2)."""
+    """The typed error for an HTTP error answer (docs/contract.md, Errors)."""
     body, summary = _decode_error_body(content, headers.get("content-type", ""))
     error_code: str | None = None
     detail: Any = None

@@ -1,4 +1,4 @@
-"""Threads as memory (SPEC §4): which server thread a history continues, and what to send.
+"""Threads as memory (docs/threads.md): which server thread a history continues, and what to send.
 
 The adapters keep no conversation state: every answer carries its `thread_id` and a digest of
 the conversation up to it, so the history a caller passes in says by itself whether it still is
@@ -16,7 +16,7 @@ with `parent` P's `history_digest` ("" for a thread's first answer), kept as A's
 `parent_digest`. System messages are instructions, not turns: they are hashed on their own as
 `system_digest`. Only the chain of the thread to be continued is checked, so after a thread was
 replaced by a new one (an edited history), the new thread's answers verify on their own and the
-old answers are just messages of its first segment. (SPEC §4 words the chain over "the previous
+old answers are just messages of its first segment. (The rule was first worded over "the previous
 answer in the history"; read across threads, a history edited once would then open a new
 thread on every later turn. Per thread, the two agree wherever one thread is involved.)
 """
@@ -44,7 +44,7 @@ __all__ = [
 
 ThreadAction = Literal["continued", "new", "named", "stateless"]
 
-#: What every answer carries (SPEC §4), besides `thread_reason` when a thread could not be continued.
+#: What every answer carries (docs/threads.md), besides `thread_reason` when a thread could not be continued.
 THREAD_METADATA_KEYS = (
     "thread_id",
     "message_id",
@@ -128,7 +128,7 @@ class ThreadPlan:
     reason: str | None = None
 
     def with_new_thread(self, history: Sequence[Turn], reason: str) -> ThreadPlan:
-        """The same history on a new thread: the whole history is sent (SPEC §2's fallback)."""
+        """The same history on a new thread: the whole history is sent (docs/contract.md, Retries)."""
         return _new_thread(list(history), reason)
 
 
@@ -172,7 +172,7 @@ def _chain_breaks(history: Sequence[Turn], thread_id: str) -> str | None:
 def plan_thread(
     history: Sequence[Turn], *, stateless: bool = False, thread_id: str | None = None
 ) -> ThreadPlan:
-    """Decide how to send `history` (SPEC §4).
+    """Decide how to send `history` (docs/threads.md).
 
     - `stateless`: the whole history, no thread.
     - `thread_id` named by the caller: that thread, with the messages after the last assistant

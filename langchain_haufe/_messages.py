@@ -74,7 +74,7 @@ def to_turns(messages: Sequence[BaseMessage]) -> list[Turn]:
 
 
 def to_completion_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
-    """The whole history in the shape of seed 002 (OpenAI-compatible)."""
+    """The whole history in the shape of the completions API (docs/contract.md, Completions)."""
     out: list[dict[str, Any]] = []
     for index, message in enumerate(messages):
         role = _role(message)

@@ -97,7 +97,7 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
 
     Threads:
         The model holds no conversation state. Each answer carries its `thread_id` and a
-        digest of the conversation (SPEC §4); passed back in a history, it lets the next call
+        digest of the conversation (docs/threads.md); passed back in a history, it lets the next call
         continue the server thread and send only the new messages. An edited history opens a
         new thread; a trimmed one (whole old exchanges dropped) keeps it. `stateless=True`
         always sends the whole history and no thread; `thread_id=` (field or call keyword)
@@ -118,7 +118,7 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
     user_id: str | None = None
     """The user a conversation belongs to. Per call: `user_id=`."""
     thread_id: str | None = None
-    """A server thread to continue outright (SPEC §4 "named"). Per call: `thread_id=`."""
+    """A server thread to continue outright (docs/threads.md, "named"). Per call: `thread_id=`."""
     stateless: bool = False
     """Send the whole history each time and never continue a thread."""
     model_name: str | None = Field(default=None, alias="model")
@@ -508,7 +508,7 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         `method="json_schema"` asks the async-streams API for `response_format` JSON;
         `method="json_mode"` does the same (with `schema=None`: any JSON object).
         `strict=True` asks for strict schema adherence where the API takes it (json_schema);
-        function tools of seed 002 have no strict flag, so there it changes nothing.
+        function tools of the completions API have no strict flag, so there it changes nothing.
         """
         if kwargs:
             raise ValueError(f"with_structured_output() got unsupported arguments: {sorted(kwargs)}")

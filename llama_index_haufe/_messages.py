@@ -1,6 +1,6 @@
 """Translation between LlamaIndex chat messages and the core's shapes.
 
-- `to_turns`: a history as the core's thread logic sees it (SPEC §4): roles normalised, the text
+- `to_turns`: a history as the core's thread logic sees it (docs/threads.md): roles normalised, the text
   of a message's text blocks joined with "\\n", and an earlier answer's `additional_kwargs` as
   its metadata, so that the answers a memory kept carry their thread with them.
 - `to_completion_messages`: the whole history in the OpenAI-compatible shape of the completions
@@ -67,7 +67,7 @@ def message_text(message: ChatMessage, index: int = 0) -> str:
 
 def to_turns(messages: Sequence[ChatMessage]) -> list[Turn]:
     """The history as `plan_thread` sees it: an earlier answer keeps its `additional_kwargs`
-    (the thread keys of SPEC §4) as its metadata."""
+    (the thread keys of docs/threads.md) as its metadata."""
     turns = []
     for index, message in enumerate(messages):
         role = role_of(message)
@@ -120,7 +120,7 @@ def tool_calls_of(message: ChatMessage) -> list[dict[str, Any]]:
 
 
 def to_completion_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    """The whole history in the shape of seed 002: what the completions endpoint (which keeps no
+    """The whole history in the completions API's shape: what the completions endpoint (which keeps no
     conversation) needs to see of it."""
     out: list[dict[str, Any]] = []
     for index, message in enumerate(messages):

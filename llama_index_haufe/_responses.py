@@ -3,7 +3,7 @@
 Every builder here is pure (no I/O), shared by the sync and async methods of `HaufeCopilot`:
 
 - the assistant API: `assistant_delta` for each streamed piece (the cumulative message and the
-  new delta) and `assistant_final` for the answer with the metadata of SPEC §4 in
+  new delta) and `assistant_final` for the answer with the metadata of docs/threads.md in
   `message.additional_kwargs` (on a stream, on the final response only, whose delta is "");
 - the completions endpoint: `CompletionAssembler` for a stream of chunks (text and tool-call
   fragments, tool calls shown with their arguments so far), `completion_response` for an
@@ -106,7 +106,7 @@ def assistant_delta(text_so_far: str, delta: AnswerDelta) -> ChatResponse:
 
 
 def assistant_final(result: AnswerResult, *, streamed: bool) -> ChatResponse:
-    """The whole answer with the metadata of SPEC §4 (on a stream: the final response, delta "")."""
+    """The whole answer with the metadata of docs/threads.md (on a stream: the final response, delta "")."""
     extra = {"stopped": True} if result.stopped else {}
     return _response(
         message=_message(result.text, metadata=dict(result.metadata)),
@@ -158,7 +158,7 @@ class CompletionAssembler:
     tool-call fragment (the cumulative message, tool calls with their arguments so far), then a
     final one (delta "") with the assembled calls and the answer's metadata.
 
-    `parallel_tool_calls=False` keeps only the first call (seed 002 does not take the flag)."""
+    `parallel_tool_calls=False` keeps only the first call (the completions API does not take the flag)."""
 
     def __init__(self, *, parallel_tool_calls: bool = True) -> None:
         self._parallel = parallel_tool_calls
@@ -211,7 +211,7 @@ class CompletionAssembler:
 
 class EventAssembler:
     """Turns an async stream's typed events into `ChatResponse`s: one per delta (stop sequences
-    applied on the client, since seed 003 takes none), then a final one with `stream_id`,
+    applied on the client, since the async-streams API takes none), then a final one with `stream_id`,
     `status` and `usage` in `message.additional_kwargs`. An `error` event raises its typed
     error; a stream that ends other than `completed` raises `APIError`."""
 

@@ -126,7 +126,7 @@ def _stop_sequences(stop: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 def _tool_spec(tool: Any) -> dict[str, Any]:
-    """A LlamaIndex tool (or an OpenAI-shaped dict) as seed 002's tool definition."""
+    """A LlamaIndex tool (or an OpenAI-shaped dict) as the completions API's tool definition."""
     metadata = getattr(tool, "metadata", None)
     if metadata is not None and hasattr(metadata, "to_openai_tool"):
         spec: dict[str, Any] = metadata.to_openai_tool(skip_length_check=True)
@@ -137,7 +137,7 @@ def _tool_spec(tool: Any) -> dict[str, Any]:
 
 
 def _tool_choice(tool_choice: Any, tool_required: bool = False) -> Any:
-    """`tool_choice` as seed 002 takes it: "auto", "none", "required", or a named function."""
+    """`tool_choice` as the completions API takes it: "auto", "none", "required", or a named function."""
     if tool_choice is None:
         return "required" if tool_required else "auto"
     if isinstance(tool_choice, str):
@@ -283,7 +283,7 @@ class HaufeCopilot(FunctionCallingLLM):
     timeout: float | httpx.Timeout | None = Field(
         default=None, description="Seconds or an httpx.Timeout; default connect 5 s, read 60 s."
     )
-    max_retries: int = Field(default=2, ge=0, description="Attempts after the first (SPEC §2).")
+    max_retries: int = Field(default=2, ge=0, description="Attempts after the first (docs/contract.md).")
     default_headers: dict[str, str] | None = Field(default=None, repr=False)
     http_client: httpx.Client | None = Field(
         default=None, exclude=True, description="An httpx.Client you own."

@@ -1,4 +1,4 @@
-"""An answer's sources as LlamaIndex nodes (SPEC §3).
+"""An answer's sources as LlamaIndex nodes (docs/sources.md).
 
 Each source the assistant cites becomes a `NodeWithScore`: the node's text is the source's
 `content`; its metadata is the source's `meta_data` keys (`document_title`, `section`, and any
@@ -25,7 +25,7 @@ ANSWER_KEYS = ("thread_id", "message_id", "rank")
 def answer_metadata(
     answer: ChatResponse | ChatMessage | CompletionResponse | Mapping[str, Any],
 ) -> dict[str, Any]:
-    """The metadata an answer carries (SPEC §4), wherever it is kept."""
+    """The metadata an answer carries (docs/threads.md), wherever it is kept."""
     if isinstance(answer, ChatResponse):
         return dict(answer.message.additional_kwargs)
     if isinstance(answer, (ChatMessage, CompletionResponse)):

@@ -1,5 +1,5 @@
 """The emulator's FastAPI application: configuration, and what every endpoint shares (request
-ids, recording, faults, API keys, validation errors in the seeds' shape)."""
+ids, recording, faults, API keys, validation errors in the documented shape: docs/contract.md, Errors)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from .state import EmulatorState
 
 DEFAULT_API_KEY = "sk-emulator-dev"
 DEFAULT_ASSISTANT_ID = "a1b2c3d4-5678-9abc-def0-1234567890ab"
-#: meta_data.type of every answer, as in seed 001.
+#: meta_data.type of every answer, as in the documented example (docs/contract.md, Assistant API).
 ANSWER_TYPE = "53aa66b7-b874-407f-967c-3a959c919d62"
 
 M = TypeVar("M", bound=BaseModel)
@@ -152,7 +152,7 @@ def parse_body(
     platform: bool = False,
 ) -> M | Response:
     """The body as a model, or a 422: the assistant API's `{error_code, detail[{loc, message,
-    type}]}` (seed 001), or with `platform=True` FastAPI's `{detail[{loc, msg, type}]}` (seed 002)."""
+    type}]}`, or with `platform=True` FastAPI's `{detail[{loc, msg, type}]}` (docs/contract.md, Errors)."""
     model = lenient if config.lenient else strict
     message_key = "msg" if platform else "message"
     try:

@@ -1,4 +1,4 @@
-"""The Assistant API of the emulator: `POST /agents/v1/chat/completions[/stream]` (seeds 000, 001)."""
+"""The Assistant API of the emulator: `POST /agents/v1/chat/completions[/stream]` (docs/contract.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The async-streams API of the emulator (seed 003; SPEC §1 "async streams", "Async-stream events").
+"""The async-streams API of the emulator (docs/contract.md, Async streams).
 
 - `POST /api/v1/messages/async?stream_id=` starts a generation in the background and answers 202;
 - `GET /api/v1/messages/async/{id}/status` tells where it is;
@@ -33,16 +33,16 @@ words repeated or truncated). On an observation: `x-emulator-delay` (before the 
 end where fewer came), `x-emulator-malformed-after: n` (after n events a frame whose data is not
 JSON, then the end).
 
-**Readings where the seed is silent.** `system` is an object; `prompt` (str), `use_default_prompt`
+**Readings where the documentation is silent.** `system` is an object; `prompt` (str), `use_default_prompt`
 (bool) and `citations` (bool) are type-checked where present, other keys are accepted, since the
-seed names none; none of it changes the answer. `thinking` is `{"enabled": bool}` or Anthropic's
+documentation names none; none of it changes the answer. `thinking` is `{"enabled": bool}` or Anthropic's
 `{"type": "enabled" | "disabled"}`, with an optional `budget_tokens` (int >= 1) capping the thinking
 words; other keys are accepted. `stream: false` sends the answer (and the thinking) as one event
 each. `max_tokens` caps a text answer's delta events (never a JSON answer, which must stay valid).
 `priority`, `seed` and `top_k` are integers, the other sampling parameters numbers, all accepted
 and otherwise ignored. `tool_choice` is "none" | "auto" | "required" | `{"type": "function",
 "function": {"name"}}`; `response_format {"type": "tool_call"}` needs tools and forces a call.
-Messages may carry `name`, `tool_calls` (assistant) and `tool_call_id` (tool) as in seed 002; a
+Messages may carry `name`, `tool_calls` (assistant) and `tool_call_id` (tool) as on the completions API; a
 conversation that ends with tool results is answered (using them), not met with another call.
 """
 
@@ -87,7 +87,7 @@ _FORMAT_TYPES = ("text", "json_schema", "tool_call")
 Role = Literal["user", "assistant", "system", "tool"]
 
 
-# -- the request body (seed 003) -------------------------------------------------------------
+# -- the request body (docs/contract.md, Async streams) ----------------------------------------
 
 
 class _Message(BaseModel):
@@ -192,7 +192,7 @@ class _ResponseFormat(BaseModel):
 
 
 class _System(BaseModel):
-    """The seed names no keys: these are type-checked where present, others are accepted."""
+    """The documentation names no keys: these are type-checked where present, others are accepted."""
 
     model_config = ConfigDict(extra="allow")
     prompt: str | None = None

@@ -1,8 +1,8 @@
 """The OpenAI-compatible completions endpoint of the emulator: `POST /api/v1/chat/completions`
-(seed 002, SPEC §1 and §4 "With tools").
+(docs/contract.md, Completions; docs/threads.md, "With tools: no threads").
 
 - Auth: `Authorization: Bearer <key>`; faults through `begin()` as everywhere.
-- The body takes exactly seed 002's fields (422 in FastAPI's shape otherwise; `--lenient`
+- The body takes exactly the documented fields (422 in FastAPI's shape otherwise; `--lenient`
   ignores unknown fields). The answer's format follows the `Accept` header: `text/event-stream`
   gives SSE `chat.completion.chunk` frames, anything else one `chat.completion` JSON object.
   Tools, or `"stream": true`, with a JSON `Accept` are a 400 that says what to send.

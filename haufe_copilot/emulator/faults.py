@@ -1,6 +1,6 @@
 """The emulator's error catalogue and fault injection.
 
-Every error body is the one the seeds document, sent with its status. Faults are switched on
+Every error body is the documented one (docs/contract.md, Errors), sent with its status. Faults are set
 for the whole server (`FaultPlan` in `EmulatorConfig`, CLI flags) or per request with headers,
 which win over the server's plan:
 
@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-#: error_code -> (status, detail), as seeds 000 and 001 show them.
+#: error_code -> (status, detail), as the service documents them (docs/contract.md, Errors).
 ERROR_CATALOGUE: dict[str, tuple[int, Any]] = {
     "incorrect_stack_ending": (400, "The last message in the stack must be a user, tool, or system message."),
     "unauthorized": (401, "Missing or invalid API key"),

@@ -1,4 +1,4 @@
-"""`client.assistant`: the Assistant API, blocking and NDJSON streaming (seeds 000, 001)."""
+"""`client.assistant`: the Assistant API, blocking and NDJSON streaming (docs/contract.md, Assistant API)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`client.completions`: the OpenAI-compatible chat completions API (seed 002)."""
+"""`client.completions`: the OpenAI-compatible chat completions API (docs/contract.md, Completions)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ __all__ = ["AsyncCompletions", "CompletionOptions", "Completions"]
 
 
 class CompletionOptions(TypedDict, total=False):
-    """The optional fields of seed 002, and the per-call transport options."""
+    """The optional fields of the completions API (docs/contract.md), and per-call transport options."""
 
     model: str | None
     temperature: float | None
@@ -52,7 +52,7 @@ def _spec(
 ) -> tuple[RequestSpec, httpx.Timeout | None]:
     fields: dict[str, Any] = dict(options)
     timeout = _timeout(fields.pop("timeout", None))
-    # Tool calls come only over SSE (seed 002): with tools, a blocking call streams too.
+    # Tool calls come only over SSE (docs/contract.md, Completions): with tools, a blocking call streams too.
     spec = build_completion_request(messages=messages, stream=stream or bool(fields.get("tools")), **fields)
     return spec, timeout
 
@@ -77,7 +77,7 @@ class Completions:
     ) -> ChatCompletion | Stream[ChatCompletionChunk]:
         """`POST /api/v1/chat/completions` (Bearer auth).
 
-        Options are the fields of seed 002 (`model`, `temperature`, `top_p`, `n`, `stop`,
+        Options are the documented fields (docs/contract.md: `model`, `temperature`, `top_p`, `n`, `stop`,
         `max_tokens`, `presence_penalty`, `frequency_penalty`, `tools`, `tool_choice`,
         `session_id`) plus `extra_body`, `extra_headers`, `extra_query` and `timeout`.
         `stream=True` returns the SSE chunks (the last before `[DONE]` carries `usage`).

@@ -1,4 +1,4 @@
-"""`client.streams`: background completions observed as resumable SSE streams (seed 003)."""
+"""`client.streams`: background completions observed as resumable SSE streams (docs/contract.md)."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ class Streams:
     ) -> StreamHandle:
         """`POST /api/v1/messages/async`: returns the handle (`stream_id`, `status`, `message`).
 
-        `fields` are those of seed 003: model, stream, tools, tool_choice, tool_context,
+        `fields` are the documented ones (docs/contract.md): model, stream, tools, tool_choice, tool_context,
         mcp_servers, response_format, system, thinking, priority, seed, min_p, top_p,
         temperature, top_k, repetition_penalty, presence_penalty, frequency_penalty, max_tokens,
         correlation_id. `stream_id` is optional: the server makes one when it is left out.

@@ -1,4 +1,4 @@
-"""Wire types of the Assistant API (seeds 000 and 001), as pydantic v2 models.
+"""Wire types of the Assistant API (docs/contract.md, Assistant API), as pydantic v2 models.
 
 Every model keeps the fields the server sends that it does not name (`extra="allow"`), so a new
 field on the server is never lost on the way to the caller: it is in `model_extra` and in

@@ -1,4 +1,4 @@
-"""Wire types of the OpenAI-compatible completions API (seed 002), as pydantic v2 models."""
+"""Wire types of the OpenAI-compatible completions API (docs/contract.md), as pydantic v2 models."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Wire types of the async-streams API (seed 003, SPEC §1 "Async-stream events")."""
+"""Wire types of the async-streams API (docs/contract.md, Async streams)."""
 
 from __future__ import annotations
 
