@@ -2,9 +2,10 @@
 
 Replay is the default (`--record-mode=none`), against a base URL where nothing listens, so a
 passing test proves the cassette alone answered. Re-record with
-`pytest tests/test_llama_index_cassettes.py --record-mode=rewrite` (the emulator is started for
-it). The key is filtered from every cassette (`vcr_config`), and `test_secrets` scans them. VCR
-replays a stream as one chunk: that deltas arrive one by one is tested live.
+`pytest tests/test_llama_index_cassettes.py --record-mode=rewrite` (against an emulator started
+for it, or the service the environment names: tests/targets.py). The key is filtered from
+every cassette (`vcr_config`), and `test_secrets` scans them. VCR replays a stream as one chunk:
+that deltas arrive one by one is tested live.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from llama_index.core.tools import FunctionTool
 
 from llama_index_haufe import HaufeCopilot, HaufeCopilotQueryEngine
 
-from .conftest import ASSISTANT_ID, QUESTION, SESSION_API_KEY
+from .conftest import QUESTION
+from .targets import Target
 from .test_llama_index_support import user
 
 pytestmark = pytest.mark.vcr
@@ -26,10 +28,8 @@ def get_weather(city: str) -> str:
 
 
 @pytest.fixture
-def recorded_llm(recorded_base_url: str) -> HaufeCopilot:
-    return HaufeCopilot(
-        api_key=SESSION_API_KEY, base_url=recorded_base_url, assistant_id=ASSISTANT_ID, max_retries=0
-    )
+def recorded_llm(recorded: Target) -> HaufeCopilot:
+    return HaufeCopilot(**recorded.connection(), assistant_id=recorded.assistant_id, max_retries=0)
 
 
 def test_chat_replays(recorded_llm: HaufeCopilot) -> None:
