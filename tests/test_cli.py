@@ -199,3 +199,17 @@ def test_the_thread_hint_of_chat_emulator_works(monkeypatch: pytest.MonkeyPatch)
         followed = run("chat", "Gilt das auch für Teilzeitkräfte?", "--thread", thread_id, env=env)
     assert followed.returncode == 0, followed.stderr
     assert f"thread {thread_id}" in followed.stdout
+
+
+@pytest.mark.parametrize("question", ["", "   "])
+def test_an_empty_question_is_one_line_and_sends_nothing(question: str, emulator: EmulatorServer) -> None:
+    before = len(emulator.state.requests)
+    result = run(
+        "chat",
+        question,
+        "--assistant-id",
+        ASSISTANT_ID,
+        env={"HAUFE_COPILOT_API_KEY": SESSION_API_KEY, "HAUFE_COPILOT_BASE_URL": emulator.url},
+    )
+    _one_error_line(result, "EmptyMessageError")
+    assert len(emulator.state.requests) == before
