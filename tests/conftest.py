@@ -3,6 +3,7 @@ key for the whole session, so any place it leaks to can be searched for it."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 import time
@@ -61,7 +62,7 @@ def attempts(emulator: EmulatorServer, header: str, value: str) -> int:
 def arrival_gaps(emulator: EmulatorServer, header: str, value: str) -> list[float]:
     """Seconds between the emulator's receipts of the requests carrying this header value."""
     times = [r.at for r in list(emulator.state.requests) if r.headers.get(header) == value]
-    return [later - earlier for earlier, later in zip(times, times[1:])]
+    return [later - earlier for earlier, later in itertools.pairwise(times)]
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 2.0) -> Any:
