@@ -584,7 +584,8 @@ def _emulator(args: argparse.Namespace) -> int:
         faults=plan,
         words_per_delta=args.words_per_delta,
     )
-    url = f"http://{args.host}:{port}"
+    host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address in a URL
+    url = f"http://{host}:{port}"
     print(
         f"Haufe Copilot emulator on {url} (Ctrl-C stops it). Point a client or "
         f"`haufe-copilot chat` at it with:\n{_connect_lines(url)}",
