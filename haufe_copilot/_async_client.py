@@ -23,6 +23,7 @@ from ._base_client import (
     check_body_size,
     transport_error,
 )
+from ._content_decoding import aiter_decoded
 from ._ndjson import DEFAULT_MAX_LINE_BYTES
 from ._protocol import Decoder, RequestSpec, StreamFormat
 from .errors import APIError
@@ -246,7 +247,7 @@ class AsyncHaufeCopilotClient(BaseClient):
             return response
         try:
             body = bytearray()
-            async for data in response.aiter_bytes():
+            async for data in aiter_decoded(response):
                 body += data
                 if len(body) >= MAX_ERROR_BODY_BYTES:
                     break
@@ -285,7 +286,7 @@ class AsyncHaufeCopilotClient(BaseClient):
                 response = await self._open(spec, timeout)
                 try:
                     body = bytearray()
-                    async for data in response.aiter_bytes():
+                    async for data in aiter_decoded(response):
                         received += len(data)
                         body += data
                         check_body_size(received, self._config.max_response_bytes)
@@ -314,7 +315,7 @@ class AsyncHaufeCopilotClient(BaseClient):
             response: httpx.Response | None = None
             try:
                 response = await self._open(spec, timeout)
-                raws = _decoded(fmt.decoder(self._config.max_line_bytes), response.aiter_bytes())
+                raws = _decoded(fmt.decoder(self._config.max_line_bytes), aiter_decoded(response))
                 async with aclosing(raws):  # closed here, not left to the loop's finaliser
                     async for raw in raws:
                         item = convert(raw)

@@ -8,6 +8,7 @@ credentials. The sync and async clients add only the I/O.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -17,9 +18,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ._content_decoding import ACCEPT_ENCODING
 from ._logging import configure_from_environment, logger, redacted_headers
 from ._ndjson import DEFAULT_MAX_LINE_BYTES
-from ._protocol import RequestSpec, check_header_value
+from ._protocol import RequestSpec, check_extra_headers
 from ._retry import retry_delay
 from ._version import __version__
 from .errors import (
@@ -28,8 +30,12 @@ from .errors import (
     APIStatusError,
     APITimeoutError,
     ConfigurationError,
+    HaufeCopilotError,
+    InvalidRequestError,
+    NotFoundError,
     ResponseTooLargeError,
     error_from_response,
+    inert,
 )
 
 DEFAULT_BASE_URL = "https://api.haufe.ai"
@@ -120,7 +126,7 @@ class ClientConfig:
         ):
             if not isinstance(value, int) or value <= 0:
                 raise ConfigurationError(f"{name} must be a positive number of bytes, not {value!r}.")
-        headers = {str(k): check_header_value(str(k), v) for k, v in (default_headers or {}).items()}
+        headers = check_extra_headers(default_headers, "default_headers", error=ConfigurationError)
         return cls(
             api_key=api_key,
             base_url=base,
@@ -140,14 +146,45 @@ class ClientConfig:
 
 
 def _as_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
-    if timeout is None:
+    checked = validate_timeout(timeout, error=ConfigurationError)
+    if checked is None:
         return DEFAULT_TIMEOUT
     if isinstance(timeout, httpx.Timeout):
-        return timeout
-    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0:
-        return httpx.Timeout(float(timeout), connect=min(float(timeout), DEFAULT_TIMEOUT.connect or 5.0))
-    raise ConfigurationError(
-        f"timeout must be a positive number of seconds or an httpx.Timeout, not {timeout!r}."
+        return checked
+    seconds = float(timeout)  # type: ignore[arg-type]  # a number: validate_timeout checked it
+    return httpx.Timeout(seconds, connect=min(seconds, DEFAULT_TIMEOUT.connect or 5.0))
+
+
+def validate_timeout(
+    value: object, setting: str = "timeout", *, error: type[HaufeCopilotError] = InvalidRequestError
+) -> httpx.Timeout | None:
+    """The one check of a timeout, for the clients, each call and the adapters: None (the
+    default), a positive finite number of seconds, or an `httpx.Timeout` whose every set value is
+    one. Anything else is refused with `error` naming `setting`, before a socket sees it (where
+    -1 or "5" gave a bare ValueError or TypeError from deep inside httpx)."""
+    if value is None:
+        return None
+    if isinstance(value, httpx.Timeout):
+        for part in ("connect", "read", "write", "pool"):
+            seconds = getattr(value, part)
+            if seconds is not None and not _is_positive_seconds(seconds):
+                raise error(
+                    f"{setting} is an httpx.Timeout whose {part}={seconds!r} is not a positive number of "
+                    "seconds; give a positive number, or None for no limit on that part."
+                )
+        return value
+    if not _is_positive_seconds(value):
+        kind = "text" if isinstance(value, str) else type(value).__name__
+        raise error(
+            f"{setting} must be a positive number of seconds or an httpx.Timeout, not {value!r} ({kind}); "
+            "for example timeout=30 or timeout=httpx.Timeout(60, connect=5)."
+        )
+    return httpx.Timeout(float(value))  # type: ignore[arg-type]  # a number, checked above
+
+
+def _is_positive_seconds(value: object) -> bool:
+    return (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
     )
 
 
@@ -185,12 +222,18 @@ def display_url(url: httpx.URL) -> str:
 
 
 def transport_error(exc: httpx.TransportError) -> APIConnectionError:
-    """Our error for an httpx transport failure; `request_sent` tells whether the server may have it."""
+    """Our error for an httpx transport failure; `request_sent` tells whether the server may have it.
+
+    The httpx exception stays the `__cause__`, but the request it carries is replaced by a copy
+    without credentials: `exc.__cause__.request.headers` held the api-key or Bearer token."""
     try:
-        where = display_url(exc.request.url)
+        request = exc.request
     except RuntimeError:  # an exception raised without a request attached
         where = "the server"
-    reason = str(exc) or type(exc).__name__
+    else:
+        where = display_url(request.url)
+        exc.request = redacted_request(request)
+    reason = inert(str(exc) or type(exc).__name__)
     error: APIConnectionError
     if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
         error = APITimeoutError(f"Timed out connecting to {where} ({reason}).", request_sent=False)
@@ -204,6 +247,13 @@ def transport_error(exc: httpx.TransportError) -> APIConnectionError:
         )
     error.__cause__ = exc
     return error
+
+
+def redacted_request(request: httpx.Request) -> httpx.Request:
+    """A copy of a request fit to travel on an exception: method, URL and headers, the
+    credentials replaced by the marker of `_logging.redacted_headers` (the one rule), no body."""
+    url = request.url.copy_with(username=None, password=None) if request.url.userinfo else request.url
+    return httpx.Request(request.method, url, headers=redacted_headers(request.headers.multi_items()))
 
 
 def check_credential(name: str, value: object) -> None:
@@ -329,8 +379,9 @@ class BaseClient:
         base = self._config.base_url if spec.api == "assistant" else self._config.platform_base_url
         return base + spec.path
 
-    def _headers(self, spec: RequestSpec, bearer_token: str | None = None) -> dict[str, str]:
-        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+    def _headers(self, spec: RequestSpec, bearer_token: str | None = None) -> httpx.Headers:
+        # Only the encodings the client decodes in bounded pieces (see _content_decoding).
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING}
         if spec.body is not None:
             headers["Content-Type"] = "application/json"
         if spec.api == "assistant":
@@ -341,9 +392,11 @@ class BaseClient:
             headers["api-key"] = self._config.api_key
         elif bearer_token is not None:
             headers["Authorization"] = f"Bearer {bearer_token}"
-        headers.update(self._config.default_headers)
-        headers.update(spec.headers)
-        return headers
+        merged = httpx.Headers(headers)
+        # Case-insensitive: a caller's "accept" replaces ours instead of sending a second one.
+        merged.update(self._config.default_headers)
+        merged.update(spec.headers)
+        return merged
 
     def _build_request(
         self,
@@ -389,21 +442,29 @@ class BaseClient:
     ) -> float | None:
         """Seconds before the next attempt (logged), or None to raise: nothing is retried once
         a body has begun to reach the caller."""
-        if delivered:
-            return None
         max_retries = self._config.max_retries
-        delay = retry_delay(
-            error, retries_done=retries_done, max_retries=max_retries, continues_thread=spec.continues_thread
-        )
-        if delay is not None:
-            logger.info(
-                "Retrying in %.2f s (retry %d of %d) after %s: %s",
-                delay,
-                retries_done + 1,
-                max_retries,
-                type(error).__name__,
-                error.message,
+        delay = (
+            None
+            if delivered
+            else retry_delay(
+                error,
+                retries_done=retries_done,
+                max_retries=max_retries,
+                continues_thread=spec.continues_thread,
             )
+        )
+        if delay is None:
+            # The error is raised now: its message says how often it was tried, truthfully.
+            error.retries_done, error.max_retries = retries_done, max_retries
+            return None
+        logger.info(
+            "Retrying in %.2f s (retry %d of %d) after %s: %s",
+            delay,
+            retries_done + 1,
+            max_retries,
+            type(error).__name__,
+            inert(error.message),  # server text: capped, and no line break to forge a log line
+        )
         return delay
 
     def _static_bearer(self, spec: RequestSpec) -> str | None:
@@ -430,6 +491,25 @@ class BaseClient:
         check_credential("The token from token_provider", token)
         return token
 
-    @staticmethod
-    def _status_error(response: httpx.Response, body: bytes) -> APIStatusError:
-        return error_from_response(response.status_code, response.headers, body)
+    def _status_error(self, response: httpx.Response, body: bytes) -> APIStatusError:
+        error = error_from_response(response.status_code, response.headers, body[:MAX_ERROR_BODY_BYTES])
+        if isinstance(error, NotFoundError) and error.error_code is None:
+            # The service names what it did not find; a bare 404 means no such path: most often
+            # a base_url with a path of its own (".../v1", as OpenAI's clients are configured).
+            error.message = (
+                f"{error.message}{'' if error.message.endswith('.') else '.'} {self._no_such_path(response)}"
+            )
+        return error
+
+    def _no_such_path(self, response: httpx.Response) -> str:
+        url = display_url(response.request.url.copy_with(query=None))
+        config = self._config
+        base = next((b for b in (config.base_url, config.platform_base_url) if url.startswith(b + "/")), None)
+        if base is None:
+            return f"Nothing answers at {url}: check base_url."
+        name = "base_url" if base == config.base_url else "platform_base_url"
+        return (
+            f"Nothing answers at {url}: check {name}={base!r}. It is the service's root, such as "
+            f"{DEFAULT_BASE_URL}, without a path such as /v1: the client appends {url[len(base) :]} "
+            "itself. If it is right, check the ids in the path."
+        )

@@ -19,6 +19,7 @@ from ._base_client import (
     check_body_size,
     transport_error,
 )
+from ._content_decoding import iter_decoded
 from ._ndjson import DEFAULT_MAX_LINE_BYTES
 from ._protocol import Decoder, RequestSpec, StreamFormat
 from .errors import APIError, ConfigurationError
@@ -154,7 +155,7 @@ class HaufeCopilotClient(BaseClient):
             return response
         try:
             body = bytearray()
-            for data in response.iter_bytes():
+            for data in iter_decoded(response):
                 body += data
                 if len(body) >= MAX_ERROR_BODY_BYTES:
                     break
@@ -194,7 +195,7 @@ class HaufeCopilotClient(BaseClient):
                 response = self._open(spec, timeout)
                 try:
                     body = bytearray()
-                    for data in response.iter_bytes():
+                    for data in iter_decoded(response):
                         received += len(data)
                         body += data
                         check_body_size(received, self._config.max_response_bytes)
@@ -223,7 +224,7 @@ class HaufeCopilotClient(BaseClient):
             response: httpx.Response | None = None
             try:
                 response = self._open(spec, timeout)
-                for raw in _decoded(fmt.decoder(self._config.max_line_bytes), response.iter_bytes()):
+                for raw in _decoded(fmt.decoder(self._config.max_line_bytes), iter_decoded(response)):
                     item = convert(raw)
                     if item is not None:
                         if kept < cap:

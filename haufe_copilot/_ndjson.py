@@ -91,6 +91,10 @@ def parse_object(line: bytes) -> dict[str, Any]:
         raise APIResponseValidationError(
             f"The stream sent a line that is not valid JSON: {_preview(line)}"
         ) from None
+    except RecursionError:
+        raise APIResponseValidationError(
+            f"The stream sent a line of JSON nested too deeply to read: {_preview(line)}"
+        ) from None
     if not isinstance(obj, dict):
         raise APIResponseValidationError(
             f"The stream sent a line that is not a JSON object: {_preview(line)}"

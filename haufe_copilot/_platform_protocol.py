@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from ._protocol import (
     RequestSpec,
     StreamFormat,
-    check_header_value,
+    check_extra_headers,
     check_identifier,
     check_question,
     decode_json_body,
@@ -52,7 +52,7 @@ def _drop_none(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _headers(extra_headers: Mapping[str, str] | None) -> dict[str, str]:
-    return {str(k): check_header_value(str(k), v) for k, v in (extra_headers or {}).items()}
+    return check_extra_headers(extra_headers)
 
 
 def _completion_messages(messages: Sequence[Any]) -> list[dict[str, Any]]:
@@ -349,9 +349,22 @@ def build_stream_cancel(stream_id: str) -> RequestSpec:
     return RequestSpec(method="POST", path=_stream_path(stream_id, "cancel"), api="platform")
 
 
+def check_event_id(value: object) -> int:
+    """`last_event_id` as the API counts it: a whole number >= 0 (an event's `id`), or its digits."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise InvalidRequestError(
+        f"last_event_id must be the id of the last event received (a whole number >= 0, such as "
+        f"event.id), not {value!r}; 0 or leaving it out starts at the first event."
+    )
+
+
 def build_stream_events(
     stream_id: str, last_event_id: int, extra_headers: Mapping[str, str] | None = None
 ) -> RequestSpec:
+    last_event_id = check_event_id(last_event_id)
     headers = {"Accept": "text/event-stream", **_headers(extra_headers)}
     if last_event_id:
         headers["Last-Event-ID"] = str(last_event_id)

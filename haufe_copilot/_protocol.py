@@ -18,6 +18,7 @@ from ._ndjson import NDJSONLines, parse_object
 from .errors import (
     APIResponseValidationError,
     EmptyMessageError,
+    HaufeCopilotError,
     InvalidRequestError,
     error_from_stream_object,
     is_error_object,
@@ -35,6 +36,7 @@ __all__ = [
     "RequestSpec",
     "StreamFormat",
     "build_assistant_request",
+    "check_extra_headers",
     "check_header_value",
     "check_identifier",
     "check_question",
@@ -69,7 +71,15 @@ class RequestSpec:
     def content(self) -> bytes | None:
         if self.body is None:
             return None
-        text = json.dumps(self.body, ensure_ascii=False, separators=(",", ":"))
+        try:
+            # allow_nan=False: NaN and Infinity are not JSON, and a server would refuse them.
+            text = json.dumps(self.body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise InvalidRequestError(
+                f"The request cannot be sent as JSON ({exc}); extra_body and the other fields may hold "
+                "only dicts, lists, str, int, float (finite), bool and None: convert sets, tuples of "
+                "objects, dates and the like first."
+            ) from None
         try:
             return text.encode("utf-8")
         except UnicodeEncodeError as exc:
@@ -96,6 +106,33 @@ def check_identifier(name: str, value: object, *, optional: bool = True) -> str 
             "Pass the id exactly as the API returned it."
         )
     return value
+
+
+#: Headers the client computes itself (framing) or from its credentials: given as extra or
+#: default headers they broke the request (h11 refused a wrong Content-Length) or sent a second
+#: key header next to the configured one.
+_RESERVED_HEADERS = {
+    "content-length": "the client computes it from the body",
+    "transfer-encoding": "the client frames the body itself",
+    "api-key": "the client sends the key given as api_key= (use another client for another key)",
+    "authorization": "the client sends the platform key or token_provider's token as the Bearer token",
+}
+
+
+def check_extra_headers(
+    headers: Mapping[str, object] | None,
+    setting: str = "extra_headers",
+    *,
+    error: type[HaufeCopilotError] = InvalidRequestError,
+) -> dict[str, str]:
+    """Caller-given headers, each checked (`check_header_value`); the client's own are refused."""
+    checked: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        reason = _RESERVED_HEADERS.get(str(name).lower())
+        if reason is not None:
+            raise error(f"{setting} must not set {name!r}: {reason}.")
+        checked[str(name)] = check_header_value(str(name), value)
+    return checked
 
 
 def check_header_value(name: str, value: object) -> str:
@@ -194,7 +231,7 @@ def build_assistant_request(
         params["thread_id"] = thread_id
     if extra_query:
         params.update({str(k): str(v) for k, v in extra_query.items()})
-    headers = {str(k): check_header_value(str(k), v) for k, v in (extra_headers or {}).items()}
+    headers = check_extra_headers(extra_headers)
     if stream:
         headers.setdefault("Accept", "application/x-ndjson")
     return RequestSpec(
@@ -215,6 +252,10 @@ def decode_json_body(content: bytes) -> Any:
     except ValueError:
         raise APIResponseValidationError(
             f"The server answered 2xx with a body that is not JSON: {content[:200]!r}"
+        ) from None
+    except RecursionError:
+        raise APIResponseValidationError(
+            f"The server answered 2xx with JSON nested too deeply to read: {content[:60]!r}..."
         ) from None
 
 

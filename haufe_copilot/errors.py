@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import json
-import re
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -45,6 +44,8 @@ __all__ = [
 
 # Retry-After beyond this is treated as this: a caller should not hang for minutes (docs/contract.md).
 MAX_RETRY_AFTER_SECONDS = 60.0
+#: How much server text a message or log line quotes; the whole (capped) body stays on `.body`.
+MAX_QUOTED_CHARS = 500
 
 
 class HaufeCopilotError(Exception):
@@ -81,16 +82,40 @@ class APIError(HaufeCopilotError):
     retryable: ClassVar[bool] = False
     #: What the caller can do about it, appended to the message.
     hint: ClassVar[str] = ""
+    #: Set by the client that gave up on the call: the retries it made and the `max_retries` it had,
+    #: so that the message says what really happened (None: raised outside a client's retry loop).
+    retries_done: int | None = None
+    max_retries: int | None = None
 
     def __init__(self, message: str, *, partial: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.partial = partial
 
+    @property
+    def advice(self) -> str:
+        """The hint for this error; a message may override it where it knows better."""
+        return self.hint
+
+    def _retry_note(self) -> str:
+        if self.retries_done is None or self.max_retries is None or not self._may_retry():
+            return ""
+        if self.retries_done:
+            times = "once" if self.retries_done == 1 else f"{self.retries_done} times"
+            return f"It was retried {times} (max_retries={self.max_retries})."
+        if self.max_retries == 0:
+            return "It was not retried (max_retries=0)."
+        return "It was not retried: the server may have acted on it, or part of the answer had arrived."
+
+    def _may_retry(self) -> bool:
+        return type(self).retryable
+
     def __str__(self) -> str:
         text = self.message
-        if self.hint:
-            text = f"{text} {self.hint}"
+        for note in (self.advice, self._retry_note()):
+            if note:
+                # A sentence of its own: the server's detail rarely ends with a full stop.
+                text = f"{text} {note}" if text.endswith((".", "!", "?")) else f"{text}. {note}"
         if self.partial:
             delivered = len(self.partial)
             if self.partial_truncated:
@@ -164,6 +189,9 @@ class APIStatusError(APIError):
     def retryable_status(self) -> bool:
         return type(self).retryable or self.status_code == 408
 
+    def _may_retry(self) -> bool:
+        return self.retryable_status
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(status_code={self.status_code}, "
@@ -186,6 +214,12 @@ class PermissionDeniedError(APIStatusError):
 class NotFoundError(APIStatusError):
     hint = "Check assistant_id and thread_id."
 
+    @property
+    def advice(self) -> str:
+        # The service names what it did not find; a 404 without a code comes from a path that
+        # does not exist (a base_url with a path such as /v1), which the client says in the message.
+        return self.hint if self.error_code else ""
+
 
 class ConflictError(APIStatusError):
     hint = "The resource is busy or not unique; wait and try again, or change the request."
@@ -202,17 +236,17 @@ class RateLimitError(APIStatusError):
 
 class InternalServerError(APIStatusError):
     retryable = True
-    hint = "A server fault; it was retried as max_retries allows."
+    hint = "A server fault."
 
 
 class ServiceUnavailableError(APIStatusError):
     retryable = True
-    hint = "A service behind the API is unavailable; it was retried as max_retries allows."
+    hint = "A service behind the API (or a proxy) is unavailable."
 
 
 class GatewayTimeoutError(APIStatusError):
     retryable = True
-    hint = "The service took too long; it was retried as max_retries allows."
+    hint = "The service took too long."
 
 
 _CLASS_BY_CODE: dict[str, type[APIStatusError]] = {
@@ -374,9 +408,23 @@ def _classify(error_code: str | None, status_code: int) -> type[APIStatusError]:
 def _message(status_code: int, error_code: str | None, detail: Any, summary: str) -> str:
     head = f"{status_code} {_REASONS.get(status_code, 'Error')}"
     if error_code:
-        head = f"{head} [{error_code}]"
-    text = _detail_text(detail) if detail is not None else summary
+        head = f"{head} [{inert(error_code, 100)}]"
+    text = inert(_detail_text(detail)) if detail is not None else summary
     return f"{head}: {text}" if text else head
+
+
+def inert(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """Server text fit for a message or a log line: at most `limit` characters, and no control
+    character (a line break from a server could forge a log line): those are shown escaped."""
+    cut = text[:limit]
+    shown = cut.translate(_ESCAPES)
+    if len(text) > limit:
+        shown += f"… ({len(text) - limit} more characters)"
+    return shown
+
+
+#: C0 and C1 controls, DEL and the Unicode line separators, each as its Python escape.
+_ESCAPES = {code: repr(chr(code))[1:-1] for code in (*range(32), *range(127, 160), 0x2028, 0x2029)}
 
 
 def _detail_text(detail: Any) -> str:
@@ -385,7 +433,7 @@ def _detail_text(detail: Any) -> str:
     if isinstance(detail, list):
         # validation errors: [{loc, message|msg, type}]
         parts = []
-        for item in detail:
+        for item in detail[:20]:
             if isinstance(item, dict):
                 loc = ".".join(str(p) for p in item.get("loc", ()) or ())
                 text = item.get("message", item.get("msg", ""))
@@ -394,12 +442,10 @@ def _detail_text(detail: Any) -> str:
                 parts.append(f"{part} ({kind})" if kind else part)
             else:
                 parts.append(str(item))
+        if len(detail) > 20:
+            parts.append(f"and {len(detail) - 20} more")
         return "; ".join(parts)
-    return json.dumps(detail, ensure_ascii=False, default=str)[:500]
-
-
-_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-_TAGS = re.compile(r"<[^>]+>")
+    return json.dumps(detail, ensure_ascii=False, default=str)
 
 
 def _decode_error_body(content: bytes, content_type: str) -> tuple[Any, str]:
@@ -408,12 +454,52 @@ def _decode_error_body(content: bytes, content_type: str) -> tuple[Any, str]:
         return None, "(the server sent an empty body)"
     try:
         return json.loads(content), ""
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested too deep to parse
         pass
     text = content.decode("utf-8", errors="replace")
     if "html" in content_type.lower() or text.lstrip().startswith("<"):
-        match = _TITLE.search(content)
-        snippet = match.group(1).decode("utf-8", errors="replace") if match else _TAGS.sub(" ", text)
-        snippet = " ".join(html.unescape(snippet).split())[:200]
-        return text, f"(the server or a proxy answered with an HTML page, not JSON: {snippet!r})"
-    return text, " ".join(text.split())[:300]
+        snippet = (_html_title(content) or _strip_tags(text, 2000))[:4000]
+        snippet = " ".join(html.unescape(" ".join(snippet.split())[:1000]).split())[:200]
+        return text, f"(the server or a proxy answered with an HTML page, not JSON: {inert(repr(snippet))})"
+    return text, inert(" ".join(text[:2000].split()), 300)
+
+
+# The HTML helpers below scan with str.find only: each byte is looked at a bounded number of times,
+# so a hostile page (`<title>` repeated, `<` without `>`) costs linear time, where the regular
+# expressions they replace backtracked into quadratic time (11 s for 112 KB).
+
+
+def _html_title(content: bytes) -> str:
+    """The text of the first `<title ...>...</title>`, or "" if there is none."""
+    lowered = content.lower()  # ASCII-only lowering: offsets stay those of `content`
+    start = lowered.find(b"<title")
+    if start < 0:
+        return ""
+    opened = lowered.find(b">", start)
+    if opened < 0:
+        return ""
+    closed = lowered.find(b"</title", opened)
+    if closed < 0:
+        return ""
+    return content[opened + 1 : closed].decode("utf-8", errors="replace")
+
+
+def _strip_tags(text: str, enough: int) -> str:
+    """The text between tags, until about `enough` characters of it have been collected."""
+    pieces: list[str] = []
+    kept = 0
+    position = 0
+    while kept < enough:
+        opened = text.find("<", position)
+        if opened < 0:
+            pieces.append(text[position : position + enough - kept])
+            break
+        pieces.append(text[position:opened])
+        closed = text.find(">", opened + 1)
+        if closed < 0:  # no `>` anywhere after: the rest is not a tag
+            pieces.append(text[opened : opened + enough - kept])
+            break
+        pieces.append(" ")
+        kept += opened - position + 1  # the space counts: a page of empty tags ends the loop too
+        position = closed + 1
+    return "".join(pieces)

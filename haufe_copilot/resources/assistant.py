@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from .._base_client import validate_timeout
 from .._protocol import ASSISTANT_STREAM, MessageInput, build_assistant_request, parse_answer
 from .._streaming import AsyncStream, Stream
 from ..types.assistant import AssistantAnswer, StreamChunk, answer_from_chunks
@@ -164,6 +165,4 @@ class AsyncAssistant:
 
 
 def _timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout | None:
-    if timeout is None or isinstance(timeout, httpx.Timeout):
-        return timeout
-    return httpx.Timeout(timeout)
+    return validate_timeout(timeout)

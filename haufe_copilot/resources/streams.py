@@ -15,6 +15,7 @@ from .._platform_protocol import (
     build_stream_events,
     build_stream_start,
     build_stream_status,
+    check_event_id,
     parse_stream_handle,
     parse_stream_status,
 )
@@ -130,7 +131,11 @@ class Streams:
         backing off (0.5 s x 2^n), at most `max_reattach` times in a row without a new event;
         so nothing is lost or repeated.
         """
-        return Stream(self._events(stream_id, last_event_id, max_reattach, extra_headers, _timeout(timeout)))
+        return Stream(
+            self._events(
+                stream_id, check_event_id(last_event_id), max_reattach, extra_headers, _timeout(timeout)
+            )
+        )
 
     def _events(
         self,
@@ -212,7 +217,9 @@ class AsyncStreams:
     ) -> AsyncStream[StreamEvent]:
         """See `Streams.events`: `async for event in client.streams.events(id)`."""
         return AsyncStream(
-            self._events(stream_id, last_event_id, max_reattach, extra_headers, _timeout(timeout))
+            self._events(
+                stream_id, check_event_id(last_event_id), max_reattach, extra_headers, _timeout(timeout)
+            )
         )
 
     async def _events(
