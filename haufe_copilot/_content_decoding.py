@@ -70,15 +70,24 @@ class _ZlibStage:
 class BoundedContentDecoder:
     """Decode a body with the response's `Content-Encoding`, in pieces of at most `PIECE_BYTES`."""
 
-    __slots__ = ("_stages",)
+    __slots__ = ("_stages", "_undecodable")
 
     def __init__(self, content_encoding: str, *, status_code: int = 200) -> None:
         stages: list[_ZlibStage] = []
+        #: An error answer's body in an encoding refused: its status still makes the error (a 503
+        #: stays retryable), and this note stands for the body.
+        self._undecodable: bytes | None = None
         # "gzip, deflate" was gzipped first, then deflated: undo it the other way round.
         for value in reversed(content_encoding.split(",")):
             encoding = value.strip().lower()
             if encoding in ("", "identity"):
                 continue
+            if encoding not in ("gzip", "deflate") and status_code >= 400:
+                self._undecodable = (
+                    f"(the body was sent in Content-Encoding {encoding!r}, which the client did not ask "
+                    "for and does not decode)"
+                ).encode()
+                break
             if encoding not in ("gzip", "deflate"):
                 raise APIResponseValidationError(
                     f"The server answered {status_code} with a body in Content-Encoding {encoding!r}, "
@@ -90,9 +99,14 @@ class BoundedContentDecoder:
         self._stages = tuple(stages)
 
     def decode(self, data: bytes) -> Iterator[bytes]:
+        if self._undecodable is not None:
+            return iter(())
         return self._through(0, iter((data,)))
 
     def flush(self) -> Iterator[bytes]:
+        if self._undecodable is not None:
+            yield self._undecodable
+            return
         for index, stage in enumerate(self._stages):
             yield from self._through(index + 1, stage.flush())
 

@@ -416,10 +416,9 @@ def _message(status_code: int, error_code: str | None, detail: Any, summary: str
 def inert(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
     """Server text fit for a message or a log line: at most `limit` characters, and no control
     character (a line break from a server could forge a log line): those are shown escaped."""
-    cut = text[:limit]
-    shown = cut.translate(_ESCAPES)
-    if len(text) > limit:
-        shown += f"… ({len(text) - limit} more characters)"
+    shown = text[:limit].translate(_ESCAPES)
+    if len(text) > limit or len(shown) > limit:  # escapes are longer than what they stand for
+        shown = f"{shown[:limit]}… ({len(text)} characters in all)"
     return shown
 
 

@@ -10,7 +10,9 @@ does one of:
 - `big_body`: `200 application/json` with a body of `size` bytes;
 - `endless_line`: `200 application/x-ndjson`, chunked, bytes without a newline until the client
   leaves;
-- `redirect`: `307` to `location` + the request's path (a redirect to another host).
+- `redirect`: `307` to `location` + the request's path (a redirect to another host);
+- `canned`: `status` with `head` (extra header lines) and `payload` as it is: a compression
+  bomb, an adversarial error page, JSON nested 200k deep.
 
 It records each request's head (`requests`, header names lower-cased) so tests can see what a
 client sent, and counts connections. `refused_port()` gives a port where nothing listens.
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 
-Behaviour = Literal["reset", "malformed", "huge_error", "big_body", "endless_line", "redirect"]
+Behaviour = Literal["reset", "malformed", "huge_error", "big_body", "endless_line", "redirect", "canned"]
 
 
 @dataclass
@@ -43,6 +45,9 @@ class RawServer:
     host: str = "127.0.0.1"
     size: int = 8 * 1024 * 1024
     location: str = ""
+    status: int = 200
+    head: dict[str, str] = field(default_factory=dict)
+    payload: bytes = b""
     requests: list[RawRequest] = field(default_factory=list)
     connections: int = 0
 
@@ -151,6 +156,11 @@ class RawServer:
                 + (self.location + request.target).encode()
                 + b"\r\ncontent-length: 0\r\n\r\n"
             )
+            return True
+        if self.behaviour == "canned":
+            lines = "".join(f"{name}: {value}\r\n" for name, value in self.head.items())
+            status = f"HTTP/1.1 {self.status} Canned\r\ncontent-length: {len(self.payload)}\r\n"
+            conn.sendall(f"{status}{lines}\r\n".encode() + self.payload)
             return True
         raise ValueError(self.behaviour)
 
