@@ -111,6 +111,12 @@ class Surfaces:
         while chain is not None:
             self.texts.append((f"{label} (exception)", f"{chain!s}\n{chain!r}\n{chain.args!r}"))
             self.texts.append((f"{label} (exception vars)", repr(vars(chain))))
+            # An httpx exception's repr shows only the URL of its request; the headers are there too.
+            for value in vars(chain).values():
+                if isinstance(value, (httpx.Request, httpx.Response)):
+                    self.texts.append(
+                        (f"{label} (request on the exception)", repr(value.headers.multi_items()))
+                    )
             chain = chain.__cause__ or chain.__context__
         formatted = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         self.texts.append((f"{label} (traceback)", formatted))
@@ -198,6 +204,17 @@ def gather_core(emulator: EmulatorServer, out: Surfaces, servers: dict[str, RawS
             f"core {label}", lambda c=client: c.assistant.chat(assistant_id=ASSISTANT_ID, messages=user())
         )  # type: ignore[misc]
         out.expect_error(f"core {label} platform", lambda c=client: c.completions.create(messages=user()))  # type: ignore[misc]
+    # A credential of the caller's own in default_headers: redacted by the same rule (DEBUG log).
+    custom = HaufeCopilotClient(
+        api_key="sk-other",
+        base_url=url,
+        max_retries=0,
+        default_headers={"X-Upstream-Credential": SESSION_API_KEY, "X-Gateway-Token": PLATFORM_TOKEN},
+    )
+    out.expect_error(
+        "core custom credential header",
+        lambda: custom.assistant.chat(assistant_id=ASSISTANT_ID, messages=user()),
+    )
     wrong = HaufeCopilotClient(
         api_key=PLATFORM_TOKEN, platform_api_key="sk-wrong", base_url=url, max_retries=0
     )
@@ -491,6 +508,17 @@ def test_the_scanner_catches_a_planted_secret(
     findings = scan([("DEBUG log", caplog.text)])
     assert "DEBUG log: the platform token (as is)" in findings
     assert scan([("clean", "nothing to see " * 100)]) == []
+
+    # A client that left the credentials on the request its httpx cause carries would be caught.
+    monkeypatch.setattr(base, "redacted_request", lambda request: request)
+    planted = Surfaces()
+    refused = HaufeCopilotClient(
+        api_key=SESSION_API_KEY, base_url=f"http://127.0.0.1:{refused_port()}", max_retries=0
+    )
+    planted.expect_error(
+        "refused", lambda: refused.assistant.chat(assistant_id=ASSISTANT_ID, messages=user())
+    )
+    assert "refused (request on the exception): the api key (as is)" in scan(planted.texts)
 
 
 # -- transport security ----------------------------------------------------------------------
