@@ -4,10 +4,13 @@ checks would catch what they look for: a leaked connection, a skipped wait, a wr
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -158,6 +161,54 @@ def test_a_client_that_drops_the_partial_fails_its_cell(env: Env, monkeypatch: p
     result = run_cell(_cell("core:malformed:streaming:sync"), env)
     assert not result.passed
     assert any("partial" in p for p in result.problems), result.explain()
+
+
+def _quadratic_title(content: bytes) -> str:
+    """The `<title>` expression the linear scan replaced (on the page's first 24 KB: enough to be
+    slow, short enough for a check)."""
+    match = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL).search(content[: 24 * 1024])
+    return match.group(1).decode("utf-8", errors="replace") if match else ""
+
+
+def _unbounded_json(line: bytes) -> Any:
+    return json.loads(line)
+
+
+@pytest.mark.parametrize(
+    ("mutant", "cell_id", "problem"),
+    [
+        ("httpx decodes", "core:gzip_bomb:blocking:sync", "peak RSS"),
+        ("quadratic title", "core:html_bomb:blocking:sync", "the call took"),
+        ("RecursionError untyped", "core:deep_json:streaming:sync", "raised RecursionError"),
+        ("server text quoted raw", "core:huge_detail:blocking:sync", "quotes server text"),
+        (
+            "credential on the cause",
+            "core:connection_refused:blocking:sync",
+            "credential is on the httpx cause",
+        ),
+    ],
+)
+def test_a_client_that_a_hostile_server_defeats_fails_its_cell(
+    env: Env, monkeypatch: pytest.MonkeyPatch, mutant: str, cell_id: str, problem: str
+) -> None:
+    import haufe_copilot._base_client as base
+    import haufe_copilot._client as sync_client
+    import haufe_copilot._protocol as protocol
+
+    if mutant == "httpx decodes":
+        monkeypatch.setattr(sync_client, "iter_decoded", lambda response: response.iter_bytes())
+    elif mutant == "quadratic title":
+        monkeypatch.setattr(errors, "_html_title", _quadratic_title)
+    elif mutant == "RecursionError untyped":
+        monkeypatch.setattr(protocol, "parse_object", _unbounded_json)
+    elif mutant == "server text quoted raw":
+        monkeypatch.setattr(errors, "inert", lambda text, limit=0: text)
+        monkeypatch.setattr(base, "inert", lambda text, limit=0: text)
+    else:
+        monkeypatch.setattr(base, "redacted_request", lambda request: request)
+    result = run_cell(_cell(cell_id), env)
+    assert not result.passed
+    assert any(problem in p for p in result.problems), result.explain()
 
 
 def test_an_event_loop_complaint_fails_its_cell() -> None:

@@ -28,10 +28,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import secrets
 import statistics
 import sys
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,7 +59,9 @@ THREAD_ID = "matrix-thread-0001"
 Mode = Literal["blocking", "streaming"]
 Flavor = Literal["sync", "async"]
 Layer = Literal["core", "langchain", "llama_index", "core-thread", "langchain-thread", "llama_index-thread"]
-ServerKind = Literal["emulator", "refused", "reset", "malformed"]
+ServerKind = Literal[
+    "emulator", "refused", "reset", "malformed", "gzip_bomb", "html_bomb", "deep_json", "huge_detail"
+]
 
 MODES: tuple[Mode, ...] = ("blocking", "streaming")
 FLAVORS: tuple[Flavor, ...] = ("sync", "async")
@@ -99,6 +103,11 @@ class Fault:
     read_timeout: float | None = None
     #: Retried even when the request continues a thread (SPEC §2: refused before sending, 429).
     retried_on_thread: bool = False
+    #: The client's max_response_bytes and max_line_bytes for this fault (None: the defaults).
+    limit: int | None = None
+    #: Bounds on what the call may cost: peak RSS it adds (MB), its wall time (s).
+    max_rss_mb: float | None = None
+    max_call_seconds: float | None = None
 
     def how(self, mode: Mode) -> How | None:
         return self.blocking if mode == "blocking" else self.streaming
@@ -145,6 +154,54 @@ _CATALOGUE: list[tuple[str, type[errors.APIStatusError], int]] = [
     ("internal_service_error", errors.ServiceUnavailableError, 503),
     ("api_timeout_error", errors.GatewayTimeoutError, 504),
 ]
+
+
+def _canned(kind: str) -> Fault:
+    """A hostile server's answer (a raw `canned` server, see `CANNED`), the same in both modes."""
+    retried = HOSTILE[kind][0] >= 500
+    return Fault(
+        name=kind,
+        summary=HOSTILE[kind][1],
+        error=HOSTILE[kind][2],
+        error_code="internal_server_error" if kind == "huge_detail" else None,
+        status=HOSTILE[kind][0] if retried else None,
+        blocking=How(server=kind, retried=retried),  # type: ignore[arg-type]
+        streaming=How(server=kind, retried=retried),  # type: ignore[arg-type]
+        retry_after=RETRY_AFTER_MS / 1000 if retried else None,
+        max_retries=1,
+        limit=4 << 20 if kind == "gzip_bomb" else None,
+        max_rss_mb=40 if kind == "gzip_bomb" else None,
+        max_call_seconds=1.0 if kind == "html_bomb" else None,
+    )
+
+
+#: Hostile servers: status, summary, the error. Decoding as httpx does turns the bomb's first 64 KB
+#: read into 64 MB at once; the old `<title>` expression took 23 s for 112 KB of this page.
+HOSTILE: dict[str, tuple[int, str, type[errors.HaufeCopilotError]]] = {
+    "gzip_bomb": (200, "200 gzip of 128 MiB zeros (128 KB sent), limits 4 MiB", errors.ResponseTooLargeError),
+    "html_bomb": (502, "502 HTML: 1 MiB of `<title>` repeated", errors.ServiceUnavailableError),
+    "deep_json": (200, "200 JSON (a line) nested 200k deep", errors.APIResponseValidationError),
+    "huge_detail": (500, "500 with a 900 KB detail holding line breaks", errors.InternalServerError),
+}
+HOSTILE_FAULTS = [_canned(kind) for kind in HOSTILE]
+
+
+def canned_server(kind: str) -> RawServer:
+    retry = {"retry-after-ms": str(RETRY_AFTER_MS)}
+    if kind == "gzip_bomb":
+        zeros, packer = bytes(1 << 20), zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+        bomb = b"".join(packer.compress(zeros) for _ in range(128)) + packer.flush()
+        head = {"content-type": "application/json", "content-encoding": "gzip"}
+        return RawServer("canned", head=head, payload=bomb)
+    if kind == "html_bomb":
+        page = b"<html><title>" + b"<title>" * ((1 << 20) // 7)
+        return RawServer("canned", status=502, head={"content-type": "text/html", **retry}, payload=page)
+    if kind == "deep_json":
+        return RawServer("canned", head={"content-type": "application/json"}, payload=b"[" * 200_000 + b"\n")
+    detail = "Fehler\nINFO haufe_copilot: forged\r\n" + "x" * 900_000
+    body = json.dumps({"error_code": "internal_server_error", "detail": detail}).encode()
+    return RawServer("canned", status=500, head={"content-type": "application/json", **retry}, payload=body)
+
 
 FAULTS: dict[str, Fault] = {
     f.name: f
@@ -240,6 +297,7 @@ FAULTS: dict[str, Fault] = {
             max_retries=1,
             read_timeout=READ_TIMEOUT,
         ),
+        *HOSTILE_FAULTS,
         Fault(
             name="malformed",
             summary="blocking: a 200 body that is not JSON; stream: a broken line after 3 deltas",
@@ -405,6 +463,10 @@ class Observed:
     old_thread_attempts: int = 0
     new_thread_attempts: int = 0
     new_thread_messages: int = 0
+    rss_growth_mb: float = 0.0
+    call_seconds: float = 0.0
+    log_lines: list[str] = field(default_factory=list)
+    cause_headers: str = ""
 
 
 @dataclass
@@ -443,11 +505,14 @@ class Env:
         self.api_key = api_key
         self.reset = RawServer("reset")
         self.malformed = RawServer("malformed")
+        self.canned = {kind: canned_server(kind) for kind in HOSTILE}
         self.refused = refused_port()
 
     def __enter__(self) -> Env:
         self.reset.__enter__()
         self.malformed.__enter__()
+        for server in self.canned.values():
+            server.__enter__()
         # Each async cell collects garbage so that a task or connection it left behind complains
         # in that cell. With both frameworks loaded a full collection takes ~0.15 s: freeze what
         # exists now (imports, the servers) so that a collection scans only what a cell made.
@@ -464,6 +529,8 @@ class Env:
         gc.unfreeze()
         self.reset.close()
         self.malformed.close()
+        for server in self.canned.values():
+            server.close()
 
     def target(self, kind: ServerKind) -> tuple[str, int, Callable[[str], int] | None]:
         """base URL, port, and how to count the attempts carrying a marker (None: nothing listens)."""
@@ -478,7 +545,7 @@ class Env:
             )
         if kind == "refused":
             return f"http://127.0.0.1:{self.refused}", self.refused, None
-        server = self.reset if kind == "reset" else self.malformed
+        server = self.reset if kind == "reset" else self.canned.get(kind, self.malformed)
         start = server.request_count()
         return server.url, server.port, lambda _marker: server.request_count() - start
 
@@ -509,6 +576,9 @@ def _record_error(call: _Call, exc: BaseException, observed: Observed) -> None:
     observed.status = getattr(exc, "status_code", None)
     observed.message = str(exc)
     observed.partial = getattr(exc, "partial", "") or ""
+    cause = exc.__cause__
+    if isinstance(cause, httpx.RequestError):
+        observed.cause_headers = repr(cause.request.headers.multi_items())
 
 
 # core ----------------------------------------------------------------------------------------
@@ -534,11 +604,13 @@ def max_retries(cell: Cell) -> int:
 def _client_options(env: Env, base_url: str, cell: Cell) -> dict[str, Any]:
     fault = cell.fault
     timeout = httpx.Timeout(fault.read_timeout, connect=2.0) if fault.read_timeout else None
+    limits = {"max_response_bytes": fault.limit, "max_line_bytes": fault.limit} if fault.limit else {}
     return {
         "api_key": env.api_key,
         "base_url": base_url,
         "max_retries": max_retries(cell),
         "timeout": timeout,
+        **limits,
     }
 
 
@@ -734,6 +806,8 @@ def run_cell(cell: Cell, env: Env) -> CellResult:
         headers["x-emulator-fault-times"] = "1"
     o = Observed()
     adapter = cell.layer not in ("core", "core-thread")
+    rss_before = probes.reset_peak_rss()
+    call_started = time.monotonic()
     with probes.client_log() as log, probes.loop_complaints() as complaints:
         if cell.flavor == "sync":
             runner = _adapter_run_sync if adapter else _core_sync
@@ -742,6 +816,9 @@ def run_cell(cell: Cell, env: Env) -> CellResult:
             arunner = _adapter_run_async if adapter else _core_async
             call = asyncio.run(arunner(cell, env, base_url, port, headers, o))
             gc.collect()  # a task or generator left behind complains when it is collected
+    o.call_seconds = time.monotonic() - call_started
+    o.rss_growth_mb = (probes.peak_rss_kb() - rss_before) / 1024 if rss_before else 0.0
+    o.log_lines = [record.getMessage() for _, record in log.records]
     o.complaints = complaints.relevant
     o.delivered = "".join(call.delivered)
     o.sockets_after_close = len(probes.client_sockets(port))
@@ -788,6 +865,22 @@ def _judge(cell: Cell, fault: Fault, how: How, o: Observed) -> list[str]:
     problems += _judge_waits(fault, attempts - 1, o)
     problems += _judge_partial(cell, how, o)
     problems += _judge_connections(o)
+    problems += _judge_hostile(fault, o)
+    return problems
+
+
+def _judge_hostile(fault: Fault, o: Observed) -> list[str]:
+    """What every cell must hold against a hostile server: bounded cost, inert text, no credential."""
+    problems = []
+    if fault.max_rss_mb is not None and o.rss_growth_mb > fault.max_rss_mb:
+        problems.append(f"peak RSS grew by {o.rss_growth_mb:.0f} MB, bound {fault.max_rss_mb} MB")
+    if fault.max_call_seconds is not None and o.call_seconds > fault.max_call_seconds:
+        problems.append(f"the call took {o.call_seconds:.2f} s, bound {fault.max_call_seconds} s")
+    for where, lines in (("message", [o.message]), ("log", o.log_lines)):
+        if any(len(line) > 2000 or any(ord(c) < 32 for c in line) for line in lines):
+            problems.append(f"the {where} quotes server text unbounded or with control characters")
+    if o.cause_headers and "<redacted>" not in o.cause_headers:
+        problems.append(f"the credential is on the httpx cause's request: {o.cause_headers[:200]}")
     return problems
 
 

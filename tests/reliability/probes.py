@@ -193,6 +193,32 @@ async def asettle(port: int | None, http: Pools, timeout: float = 0.5) -> Connec
         await asyncio.sleep(0.005)
 
 
+# -- peak memory ------------------------------------------------------------------------------
+
+
+def reset_peak_rss() -> int:
+    """Reset this process's peak RSS to its RSS now (Linux: clear_refs 5) and return it in KB;
+    0 where that is not possible (then no growth is measured)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+        return _status_kb("VmRSS")
+    except OSError:
+        return 0
+
+
+def peak_rss_kb() -> int:
+    return _status_kb("VmHWM")
+
+
+def _status_kb(name: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(name + ":"):
+                return int(line.split()[1])
+    return 0
+
+
 # -- the core's log: attempts and waits --------------------------------------------------------
 
 
