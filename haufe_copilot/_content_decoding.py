@@ -98,6 +98,11 @@ class BoundedContentDecoder:
             stages.append(_ZlibStage(encoding))
         self._stages = tuple(stages)
 
+    @property
+    def is_identity(self) -> bool:
+        """Nothing to decode: the raw chunks are the body (each no larger than one socket read)."""
+        return not self._stages and self._undecodable is None
+
     def decode(self, data: bytes) -> Iterator[bytes]:
         if self._undecodable is not None:
             return iter(())
@@ -127,6 +132,9 @@ def iter_decoded(response: httpx.Response) -> Iterator[bytes]:
     decoder = BoundedContentDecoder(
         response.headers.get("content-encoding", ""), status_code=response.status_code
     )
+    if decoder.is_identity:  # the common case, without a generator per chunk
+        yield from response.iter_raw()
+        return
     for raw in response.iter_raw():
         yield from decoder.decode(raw)
     yield from decoder.flush()
@@ -174,4 +182,6 @@ class _AsyncDecodedBody:
             except StopAsyncIteration:
                 self._pending, self._done = self._decoder.flush(), True
                 continue
+            if self._decoder.is_identity:
+                return raw
             self._pending = self._decoder.decode(raw)
