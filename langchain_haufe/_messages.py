@@ -14,6 +14,9 @@ from langchain_core.messages import (
     BaseMessage,
     ChatMessage,
     FunctionMessage,
+    HumanMessage,
+    RemoveMessage,
+    SystemMessage,
     ToolMessage,
 )
 from langchain_core.messages import content as blocks
@@ -24,16 +27,42 @@ from haufe_copilot.threads import Turn, normalise_role
 
 PROVIDER = "haufe"
 
-_ROLE_OF_TYPE = {"system": "system", "human": "user", "ai": "assistant", "tool": "tool", "function": "tool"}
+#: By class, not by `message.type`: the streamed `*MessageChunk` classes (an aggregated
+#: `AIMessageChunk` is how a streamed answer goes back into a history) subclass their message
+#: classes and have types of their own ("AIMessageChunk", ...).
+_ROLE_OF_CLASS: tuple[tuple[type[BaseMessage], str], ...] = (
+    (SystemMessage, "system"),
+    (HumanMessage, "user"),
+    (AIMessage, "assistant"),
+    (ToolMessage, "tool"),
+    (FunctionMessage, "tool"),
+)
 
 
 def _role(message: BaseMessage) -> str:
-    if isinstance(message, ChatMessage):
-        return normalise_role(message.role)
-    try:
-        return _ROLE_OF_TYPE[message.type]
-    except KeyError:
-        raise InvalidRequestError(f"Haufe Copilot cannot take a {message.type!r} message.") from None
+    if isinstance(message, ChatMessage):  # ChatMessageChunk too
+        try:
+            return normalise_role(message.role)
+        except ValueError as error:
+            raise InvalidRequestError(
+                f"Haufe Copilot cannot take a {type(message).__name__} with role {message.role!r}: "
+                "use one of system, user (human), assistant (ai) or tool, or the matching message class."
+            ) from error
+    for cls, role in _ROLE_OF_CLASS:
+        if isinstance(message, cls):
+            return role
+    if isinstance(message, RemoveMessage):
+        raise InvalidRequestError(
+            f"Haufe Copilot cannot take a RemoveMessage (id {message.id!r}): it tells LangGraph's "
+            "add_messages reducer which messages to delete from a graph's state and is no message "
+            "of the conversation. Return it from a node to update the state (or apply it with "
+            "langgraph.graph.message.add_messages) and pass the resulting messages."
+        )
+    raise InvalidRequestError(
+        f"Haufe Copilot cannot take a {type(message).__name__} (type {message.type!r}): pass "
+        "SystemMessage, HumanMessage, AIMessage, ToolMessage, FunctionMessage or ChatMessage "
+        "(or their *Chunk classes)."
+    )
 
 
 def message_text(message: BaseMessage, index: int) -> str:
@@ -50,6 +79,8 @@ def message_text(message: BaseMessage, index: int) -> str:
         elif isinstance(part, dict) and part.get("type") in (
             "tool_call",
             "tool_use",
+            "tool_call_chunk",
+            "invalid_tool_call",
             "reasoning",
             "thinking",
         ):
@@ -57,7 +88,8 @@ def message_text(message: BaseMessage, index: int) -> str:
         else:
             kind = part.get("type") if isinstance(part, dict) else type(part).__name__
             raise InvalidRequestError(
-                f"Message {index} holds a {kind!r} block; Haufe Copilot takes text only "
+                f"Message {index} ({type(message).__name__}) holds a {kind!r} block; Haufe Copilot "
+                "takes text only "
                 "(send images, audio and files as text, or leave them out)."
             )
     return "\n".join(parts)
