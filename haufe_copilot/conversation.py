@@ -22,7 +22,7 @@ from .errors import (
     InvalidRequestError,
     NotFoundError,
 )
-from .threads import ThreadPlan, Turn, answer_thread_metadata, plan_thread
+from .threads import THREAD_HEADS, ThreadPlan, Turn, answer_thread_metadata, plan_thread
 from .types.assistant import AnswerAssembler, AssistantAnswer
 
 if TYPE_CHECKING:
@@ -56,6 +56,10 @@ class AssistantTurn:
     stop: Sequence[str] = ()
     extra_body: Mapping[str, Any] | None = None
     extra_headers: Mapping[str, str] | None = None
+    #: The history's answers may also sit in other conversations' histories (a LangChain cache
+    #: replays one answer to every conversation that asks the same): a thread this process has
+    #: not seen is then not continued (see `ThreadHeads`).
+    answers_may_be_replayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,9 @@ def _check(turn: AssistantTurn) -> ThreadPlan:
             "message (append the next question)."
         )
     plan = plan_thread(turn.history, stateless=turn.stateless, thread_id=turn.thread_id)
+    refused = THREAD_HEADS.claim(plan, unknown_is_safe=not turn.answers_may_be_replayed)
+    if refused is not None:
+        plan = plan.with_new_thread(turn.history, refused)
     logger.debug(
         "thread decision: %s thread_id=%s sending %d of %d messages%s",
         plan.action,
@@ -108,7 +115,15 @@ def _thread_failed(error: APIError, plan: ThreadPlan) -> bool:
     return isinstance(error, APIConnectionError)
 
 
+def _refused(plan: ThreadPlan, error: APIError) -> None:
+    """A request that failed without falling back: a 4xx left the thread as it was; anything
+    else may have reached it, and the thread stays claimed (no history can continue it)."""
+    if isinstance(error, APIStatusError) and 400 <= error.status_code < 500:
+        THREAD_HEADS.release(plan)
+
+
 def _fallback(turn: AssistantTurn, plan: ThreadPlan, error: APIError) -> ThreadPlan:
+    # The failed thread stays claimed: the server may hold the half-taken turn.
     reason = f"thread_failed: {type(error).__name__} on thread {plan.thread_id}"
     logger.debug("thread %s could not be continued (%s); opening a new thread", plan.thread_id, error.message)
     return plan.with_new_thread(turn.history, reason)
@@ -134,6 +149,7 @@ def _result(plan: ThreadPlan, text: str, stopped: bool, answer: AssistantAnswer)
         "sources": [source.model_dump() for source in answer.sources],
     }
     metadata.update(answer_thread_metadata(plan, text))
+    THREAD_HEADS.settle(answer.thread_id, metadata["history_digest"])
     return AnswerResult(text=text, metadata=metadata, stopped=stopped)
 
 
@@ -143,6 +159,7 @@ def answer(client: HaufeCopilotClient, turn: AssistantTurn) -> AnswerResult:
         result = client.assistant.chat(**_request(turn, plan))
     except APIError as error:
         if not _thread_failed(error, plan):
+            _refused(plan, error)
             raise
         plan = _fallback(turn, plan, error)
         result = client.assistant.chat(**_request(turn, plan))
@@ -156,6 +173,7 @@ async def aanswer(client: AsyncHaufeCopilotClient, turn: AssistantTurn) -> Answe
         result = await client.assistant.chat(**_request(turn, plan))
     except APIError as error:
         if not _thread_failed(error, plan):
+            _refused(plan, error)
             raise
         plan = _fallback(turn, plan, error)
         result = await client.assistant.chat(**_request(turn, plan))
@@ -184,6 +202,8 @@ def stream_answer(
                         break
         except APIError as error:
             if attempt == 2 or pieces or not _thread_failed(error, plan):
+                if not pieces:
+                    _refused(plan, error)
                 raise
             plan = _fallback(turn, plan, error)
             continue
@@ -216,6 +236,8 @@ async def astream_answer(
                         break
         except APIError as error:
             if attempt == 2 or pieces or not _thread_failed(error, plan):
+                if not pieces:
+                    _refused(plan, error)
                 raise
             plan = _fallback(turn, plan, error)
             continue

@@ -25,13 +25,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "THREAD_HEADS",
     "THREAD_METADATA_KEYS",
     "ThreadAction",
+    "ThreadHeads",
     "ThreadPlan",
     "Turn",
     "answer_thread_metadata",
@@ -237,3 +241,88 @@ def answer_thread_metadata(plan: ThreadPlan, answer_text: str) -> dict[str, Any]
     if plan.reason is not None:
         metadata["thread_reason"] = plan.reason
     return metadata
+
+
+# -- which history each server thread holds ----------------------------------------------------
+
+#: A continuation of the thread is under way (or ended in a way that leaves the thread's
+#: contents unknown: a lost connection, a stream closed early): no history can claim it.
+_IN_FLIGHT = object()
+
+
+class ThreadHeads:
+    """Per process: the digest of the history each server thread holds, as far as this process
+    sent it there and read the answer back.
+
+    The digest chain proves that a history is *a* conversation that a thread once held; it cannot
+    prove that the thread holds nothing more. Two histories can carry the very same answer: a
+    LangChain cache replays one answer into every conversation that opens with the same
+    question, a regenerated or forked turn reuses an earlier answer, a batch sends one history
+    twice. Whichever continues the thread first moves its head; the others then no longer match
+    it and go to a new thread with their whole history, so a server thread only ever holds one
+    conversation. A thread this process has not seen (after a restart, a history from another
+    process) is taken on trust, unless its answers may have been replayed to other
+    conversations (`unknown_is_safe=False`: a cache is on), since only this record could tell.
+
+    Bounded: the oldest threads are forgotten first (and then taken on trust like unseen ones).
+    """
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self._heads: OrderedDict[str, object] = OrderedDict()
+
+    def claim(self, plan: ThreadPlan, *, unknown_is_safe: bool = True) -> str | None:
+        """Take `plan`'s thread for one continuation, or return why it cannot be continued.
+
+        Taken, the thread accepts no other claim until `settle` (the answer arrived) or
+        `release` (the server refused the request without taking it)."""
+        thread_id = plan.thread_id
+        if plan.action != "continued" or thread_id is None:
+            return None
+        with self._lock:
+            head = self._heads.get(thread_id)
+            if head is None and not unknown_is_safe:
+                return (
+                    f"unverified_thread: this process has not seen thread {thread_id}, and with a "
+                    "cache the answer that names it may have been given to other conversations too"
+                )
+            if head is _IN_FLIGHT:
+                return f"thread_taken: another request is continuing thread {thread_id}"
+            if head is not None and head != plan.parent_digest:
+                return (
+                    f"thread_taken: thread {thread_id} went on after this history's latest answer "
+                    "(another conversation with the same answer, e.g. from a cache, or a "
+                    "regenerated turn continued it)"
+                )
+            self._remember(thread_id, _IN_FLIGHT)
+        return None
+
+    def settle(self, thread_id: str | None, digest: str) -> None:
+        """The thread now holds the history up to the answer with this `history_digest`."""
+        if thread_id:
+            with self._lock:
+                self._remember(thread_id, digest)
+
+    def release(self, plan: ThreadPlan) -> None:
+        """The server refused the continuation without taking it: the thread is as it was."""
+        if plan.action == "continued" and plan.thread_id is not None:
+            with self._lock:
+                if self._heads.get(plan.thread_id) is _IN_FLIGHT:
+                    self._remember(plan.thread_id, plan.parent_digest)
+
+    def forget(self) -> None:
+        """Forget every thread (as a new process would)."""
+        with self._lock:
+            self._heads.clear()
+
+    def _remember(self, thread_id: str, head: object) -> None:
+        self._heads[thread_id] = head
+        self._heads.move_to_end(thread_id)
+        while len(self._heads) > self._capacity:
+            self._heads.popitem(last=False)
+
+
+#: The record every adapter of this process shares: a conversation may move between model
+#: objects (copies, another adapter), a server thread may not move between conversations.
+THREAD_HEADS = ThreadHeads()

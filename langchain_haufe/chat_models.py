@@ -36,6 +36,7 @@ from haufe_copilot.errors import InvalidRequestError, error_from_stream_object
 from haufe_copilot.types.completions import ChatCompletionChunk
 from haufe_copilot.types.streams import DeltaEvent, DoneEvent, ErrorEvent, StreamEvent
 
+from ._cache import answers_may_be_replayed
 from ._client_fields import HaufeClientFields
 from ._messages import PROVIDER, to_completion_messages, to_stream_messages, to_turns
 
@@ -102,9 +103,10 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         new thread; a trimmed one (whole old exchanges dropped) keeps it. `stateless=True`
         always sends the whole history and no thread; `thread_id=` (field or call keyword)
         names a thread outright. LangGraph's `configurable.thread_id` is never sent.
-        One case a history cannot reveal: a question sent after the latest answer and then
-        abandoned (a regenerated last turn) stays in the server thread; use
-        `stateless=True` where that matters.
+        A server thread only ever holds one conversation: a history whose thread went on
+        without it (one cached answer in two conversations, a regenerated turn) goes to a new
+        thread with its whole history, and with a LangChain cache on, so does a thread this
+        process has not seen (docs/threads.md, "One thread, one conversation").
 
     Response metadata:
         `thread_id`, `message_id`, `created_at`, `meta_data`, `sources`, `history_digest`,
@@ -196,6 +198,7 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
             stop=stop if stop is not None else (self.stop or ()),
             extra_headers=kwargs.get("extra_headers"),
             extra_body=kwargs.get("extra_body"),
+            answers_may_be_replayed=answers_may_be_replayed(self),
         )
 
     def _metadata(self, result: AnswerResult, kwargs: Mapping[str, Any]) -> dict[str, Any]:

@@ -246,9 +246,10 @@ class HaufeCopilot(FunctionCallingLLM):
         becomes the server thread's memory and an agent that resends its whole history does not
         duplicate it on the server. A history edited inside (a message changed, inserted or
         removed) opens a new thread with the whole history; one that drops whole old exchanges
-        keeps its thread. One case a history cannot reveal: a question sent after the latest
-        answer and then abandoned (a regenerated last turn) stays in the server thread; use
-        `stateless=True` (the whole history each time, no thread) where that matters.
+        keeps its thread. A server thread only ever holds one conversation: a history whose
+        thread went on without it (a regenerated turn, a forked memory) goes to a new thread;
+        across processes that cannot be seen, so use `stateless=True` (the whole history each
+        time, no thread) where it matters.
         `thread_id=` names a server thread outright. A continuation that fails (5xx, timeout,
         the thread gone) is retried once on a new thread with the whole history.
     """

@@ -153,3 +153,25 @@ def test_the_fallback_to_a_new_thread_sends_everything_and_says_why() -> None:
 def test_metadata_is_plain_json() -> None:
     history = converse([], "Frage 1")
     assert json.loads(json.dumps(dict(history[-1].metadata))) == dict(history[-1].metadata)
+
+
+def test_thread_heads_let_one_history_continue_a_thread_at_a_time() -> None:
+    from haufe_copilot.threads import ThreadHeads
+
+    heads = ThreadHeads(capacity=2)
+    history = converse([], "Frage?")
+    plan = plan_thread([*history, Turn("user", "Weiter?")])
+    assert plan.action == "continued" and plan.thread_id is not None
+    assert heads.claim(plan) is None  # unseen: on trust
+    taken = heads.claim(plan)
+    assert taken is not None and taken.startswith("thread_taken")
+    heads.release(plan)  # refused by the server: as it was
+    assert heads.claim(plan) is None
+    heads.settle(plan.thread_id, "the-next-digest")
+    moved = heads.claim(plan)
+    assert moved is not None and moved.startswith("thread_taken")
+    heads.settle("t-2", "x")
+    heads.settle("t-3", "y")  # capacity 2: the first is forgotten, and taken on trust again
+    assert heads.claim(plan) is None
+    unseen = ThreadHeads().claim(plan, unknown_is_safe=False)
+    assert unseen is not None and unseen.startswith("unverified_thread")
