@@ -54,7 +54,7 @@ def _role(message: BaseMessage) -> str:
     if isinstance(message, RemoveMessage):
         raise InvalidRequestError(
             f"Haufe Copilot cannot take a RemoveMessage (id {message.id!r}): it tells LangGraph's "
-            "add_messages reducer which messages to delete from a graph's state and is no message "
+            "add_messages reducer which messages to drop from a graph's state and is no message "
             "of the conversation. Return it from a node to update the state (or apply it with "
             "langgraph.graph.message.add_messages) and pass the resulting messages."
         )

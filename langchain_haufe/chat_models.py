@@ -18,7 +18,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env
-from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, Field
 
@@ -34,11 +34,12 @@ from haufe_copilot.conversation import (
 )
 from haufe_copilot.errors import InvalidRequestError, error_from_stream_object
 from haufe_copilot.types.completions import ChatCompletionChunk
-from haufe_copilot.types.streams import DeltaEvent, DoneEvent, ErrorEvent, StreamEvent
+from haufe_copilot.types.streams import DeltaEvent, DoneEvent, ErrorEvent, StreamEvent, ToolCallEvent
 
 from ._cache import answers_may_be_replayed
 from ._client_fields import HaufeClientFields
 from ._messages import PROVIDER, to_completion_messages, to_stream_messages, to_turns
+from ._structured import json_schema_format, tool_call_event_chunk, tools_response_format
 
 logger = logging.getLogger("langchain_haufe")
 
@@ -261,7 +262,9 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         # LangChain calls on_llm_new_token for every chunk before it reaches the caller.
-        if kwargs.get("tools"):
+        # Tools with a response_format (ProviderStrategy) go to the async-streams API, which
+        # takes both; tools alone to the completions endpoint.
+        if kwargs.get("tools") and not kwargs.get("response_format"):
             yield from self._stream_completion(messages, stop, kwargs)
             return
         if kwargs.get("response_format"):
@@ -280,7 +283,7 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        if kwargs.get("tools"):
+        if kwargs.get("tools") and not kwargs.get("response_format"):
             async for chunk in self._astream_completion(messages, stop, kwargs):
                 yield chunk
             return
@@ -405,6 +408,10 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
             "response_format": kwargs["response_format"],
             "model": kwargs.get("model") or self.model_name,
         }
+        if kwargs.get("tools"):
+            request.update(messages=to_completion_messages(messages), tools=kwargs["tools"])
+            if kwargs.get("tool_choice") is not None:
+                request["tool_choice"] = kwargs["tool_choice"]
         for name in _SAMPLING:
             value = kwargs.get(name, getattr(self, name))
             if value is not None:
@@ -417,6 +424,8 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         if isinstance(event, DeltaEvent):
             partial.append(event.content)
             return ChatGenerationChunk(message=AIMessageChunk(content=event.content, id=stream_id))
+        if isinstance(event, ToolCallEvent):
+            return ChatGenerationChunk(message=tool_call_event_chunk(event, stream_id))
         if isinstance(event, ErrorEvent):
             raise error_from_stream_object(
                 {"error_code": event.error_code, "detail": event.detail}, partial="".join(partial)
@@ -475,13 +484,30 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         *,
         tool_choice: dict[str, Any] | str | bool | None = None,
         parallel_tool_calls: bool | None = None,
+        response_format: Any = None,
+        strict: bool | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
         """Bind tools: calls then go to the completions endpoint over SSE.
 
         `tool_choice`: a tool's name, "auto", "none", "required"/"any"/True (some tool), or an
         OpenAI-style dict. `parallel_tool_calls=False` keeps only the first call.
+        `response_format` (a `json_schema` dict or a schema; LangChain's `ProviderStrategy`
+        binds one): calls go to the async-streams API instead, which takes tools and
+        `response_format` together: tool calls while the model needs tools, then the answer
+        as JSON of the schema. `strict` sets the schema's `strict`; function tools take none.
         """
+        if response_format is not None:
+            if parallel_tool_calls is False:
+                raise InvalidRequestError(
+                    "parallel_tool_calls=False cannot be honoured together with response_format: "
+                    "the async-streams API that takes both has no such flag. Leave out "
+                    "parallel_tool_calls, or bind the tools without response_format (and use "
+                    "with_structured_output for the final answer)."
+                )
+            kwargs["response_format"] = tools_response_format(response_format, strict)
+        elif strict is not None:
+            logger.debug("function tools of the completions endpoint take no strict flag; ignoring it")
         formatted = [convert_to_openai_tool(tool) for tool in tools]
         names = [tool["function"]["name"] for tool in formatted]
         if tool_choice is not None and tool_choice is not False:
@@ -535,14 +561,13 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         elif method in ("json_schema", "json_mode"):
             # The API's response formats are text, json_schema and tool_call: JSON mode is a
             # json_schema answer, with the schema where one is given, else any object.
-            json_schema = convert_to_json_schema(schema) if schema is not None else {"type": "object"}
-            spec: dict[str, Any] = {"name": json_schema.get("title", "output"), "schema": json_schema}
-            if strict is not None:
-                spec["strict"] = strict
-            response_format = {"type": "json_schema", "json_schema": spec}
+            response_format = json_schema_format(schema, strict)
             llm = self.bind(
                 response_format=response_format,
-                ls_structured_output_format={"kwargs": {"method": method}, "schema": json_schema},
+                ls_structured_output_format={
+                    "kwargs": {"method": method},
+                    "schema": response_format["json_schema"]["schema"],
+                },
             )
             parser = PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()
         else:

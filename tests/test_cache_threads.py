@@ -3,7 +3,8 @@
 With `set_llm_cache(...)` every conversation that opens with the same question gets the same
 cached answer, thread id and digests included. These tests read the emulator's threads: each
 holds the messages of one conversation only, whichever conversation continues first, and
-whether the cache was filled in this process or in another one (a cache file shared like langchain-community's SQLiteCache)."""
+whether the cache was filled in this process or in another one (a cache file shared the way
+langchain-community's SQLiteCache shares one)."""
 
 from __future__ import annotations
 
@@ -106,7 +107,9 @@ _OTHER_WORKER = textwrap.dedent(
 
     set_llm_cache(SQLiteFileCache(sys.argv[1]))
     model = ChatHaufeCopilot(
-        api_key=os.environ["TEST_KEY"], base_url=os.environ["TEST_URL"], assistant_id=os.environ["TEST_ASSISTANT"]
+        api_key=os.environ["TEST_KEY"],
+        base_url=os.environ["TEST_URL"],
+        assistant_id=os.environ["TEST_ASSISTANT"],
     )
     history = [HumanMessage(sys.argv[2])]
     history.append(model.invoke(history))

@@ -255,7 +255,7 @@ def test_a_stream_chat_response_put_into_a_memory_continues_its_thread(
     memory = file_memory(tmp_path, "carla")
     memory.put(LlamaChatMessage(role="user", content=QUESTION))
     response: Any = None
-    for response in llm.stream_chat(memory.get()):
+    for response in llm.stream_chat(memory.get()):  # noqa: B007 (the last one is the answer)
         pass
     memory.put(response.message)
     memory.put(LlamaChatMessage(role="user", content=FOLLOW_UP))
@@ -273,7 +273,7 @@ async def test_an_astream_chat_response_put_into_a_memory_continues_its_thread(
     for question in QUESTIONS:
         memory.put(LlamaChatMessage(role="user", content=question))
         response: Any = None
-        async for response in await llm.astream_chat(memory.get()):
+        async for response in await llm.astream_chat(memory.get()):  # noqa: B007
             pass
         memory.put(response.message)
         actions.append(response.message.additional_kwargs["thread_action"])

@@ -69,7 +69,7 @@ from .assistant import split_deltas
 from .faults import error_body
 from .responses import StreamingBody, sse_frame
 from .state import EmulatorState, StreamRecord
-from .tooling import split_fragments, tool_calls_for, value_for_schema
+from .tooling import calls_after_tool_results, split_fragments, tool_calls_for, value_for_schema
 
 __all__ = ["AsyncStream", "AsyncStreamRegistry", "LoggedEvent", "Observation", "add_async_stream_routes"]
 
@@ -557,6 +557,12 @@ def plan_generation(
             choice = "required"
         tools = [tool.model_dump(exclude_none=True) for tool in body.tools]
         calls = tool_calls_for(question, tools, choice)
+    elif body.tools and results:
+        tools = [tool.model_dump(exclude_none=True) for tool in body.tools]
+        choice = body.tool_choice
+        if isinstance(choice, _ChosenTool):
+            choice = choice.model_dump()
+        calls = calls_after_tool_results(question, tools, choice, _tool_names(messages).values())
     for index, call in enumerate(calls):
         arguments = json.dumps(call.arguments, ensure_ascii=False)
         fragments = split_fragments(arguments, ARGUMENT_FRAGMENT_SIZE) or [""]

@@ -10,7 +10,8 @@
   `session_id` gets a new one. It is returned in the body, on every chunk and as `x-session-id`.
 - The question is the last user message; earlier user messages rank with it. With tools, a
   question that asks for one (see `tooling`) is answered with tool calls; after `role: "tool"`
-  results the answer quotes them, followed by the corpus answer where the question matches one.
+  results the answer quotes them, followed by the corpus answer where the question matches one,
+  unless `tool_choice` is "required" or names a function: then it calls a tool again.
 - `stop` ends the text before the first stop sequence; `max_tokens` counts whitespace-separated
   words (finish_reason "length"); `n` > 1 gives n identical choices; `usage` counts words.
 - Faults (`x-emulator-*`, see `faults`): the SSE deltas counted by `cut-after`,
@@ -41,7 +42,7 @@ from .assistant import split_deltas
 from .faults import error_body
 from .responses import StreamingBody, sse_frame
 from .state import EmulatorState, StreamRecord
-from .tooling import PlannedToolCall, split_fragments, tool_calls_for
+from .tooling import PlannedToolCall, calls_after_tool_results, split_fragments, tool_calls_for
 
 PATH = "/api/v1/chat/completions"
 #: Characters per streamed tool-call argument fragment.
@@ -322,11 +323,20 @@ def _compose(parsed: _CompletionRequest, knowledge: Knowledge) -> _Answer:
     choice: Any = parsed.tool_choice
     if isinstance(choice, _NamedToolChoice):
         choice = choice.model_dump()
+    calls: list[PlannedToolCall] = []
     if tools and messages[-1].role == "user" and choice != "none":
         calls = tool_calls_for(question, tools, choice)
-        if calls:
-            tokens = sum(_words(call.name) + _words(call.arguments_json) for call in calls)
-            return _Answer(None, calls, "tool_calls", prompt_tokens, tokens)
+    elif tools and messages[-1].role == "tool":
+        called = [
+            str((call.get("function") or {}).get("name"))
+            for message in messages
+            for call in message.tool_calls or []
+            if isinstance(call, dict)
+        ]
+        calls = calls_after_tool_results(question, tools, choice, called)
+    if calls:
+        tokens = sum(_words(call.name) + _words(call.arguments_json) for call in calls)
+        return _Answer(None, calls, "tool_calls", prompt_tokens, tokens)
     if messages[-1].role == "tool":
         text = _answer_tool_results(messages, question, history, knowledge)
     else:

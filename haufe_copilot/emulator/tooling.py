@@ -311,6 +311,26 @@ def tool_calls_for(
     ]
 
 
+def calls_after_tool_results(
+    question: str,
+    tools: Sequence[Mapping[str, Any] | ToolSpec],
+    tool_choice: Any,
+    called: Iterable[str],
+) -> list[PlannedToolCall]:
+    """After tool results, `"auto"` answers with text, but a `tool_choice` of `"required"` (or
+    `"any"`) or a named function still calls a tool, as the seeds' `tool_choice` says: the named
+    one, else the best match among the tools not yet called in the conversation (an agent's
+    structured-output tool after its other tools), else among all."""
+    mode, forced = _read_tool_choice(tool_choice)
+    if mode not in ("required", "forced"):
+        return []
+    specs = [tool_spec(tool) for tool in tools]
+    if forced is None:
+        done = set(called)
+        specs = [spec for spec in specs if spec.name not in done] or specs
+    return tool_calls_for(question, specs, "required" if forced is None else tool_choice)
+
+
 def split_fragments(text: str, size: int) -> list[str]:
     """`text` in consecutive pieces of `size` characters (the last may be shorter); `[text]` for
     an empty text, so that something is always sent."""
