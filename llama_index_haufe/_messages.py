@@ -33,6 +33,7 @@ from haufe_copilot.threads import Turn, normalise_role
 
 __all__ = [
     "message_text",
+    "openai_tool_calls",
     "role_of",
     "to_completion_messages",
     "to_turns",
@@ -155,6 +156,20 @@ def tool_call_blocks(calls: Sequence[AssembledToolCall], *, complete: bool) -> l
             arguments = partial_arguments(call.arguments)
         blocks.append(ToolCallBlock(tool_call_id=call.id, tool_name=call.name, tool_kwargs=arguments))
     return blocks
+
+
+def openai_tool_calls(calls: Sequence[AssembledToolCall]) -> list[dict[str, Any]]:
+    """Tool calls in the OpenAI wire shape (arguments: the JSON text so far), for
+    `additional_kwargs["tool_calls"]`."""
+    return [
+        {
+            "index": call.index,
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments},
+        }
+        for call in calls
+    ]
 
 
 def _arguments_dict(arguments: Any) -> dict[str, Any]:

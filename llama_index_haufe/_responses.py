@@ -33,7 +33,7 @@ from haufe_copilot.errors import APIError, error_from_stream_object
 from haufe_copilot.types.completions import ChatCompletion, ChatCompletionChunk, Usage
 from haufe_copilot.types.streams import DeltaEvent, DoneEvent, ErrorEvent, StreamEvent
 
-from ._messages import tool_call_blocks
+from ._messages import openai_tool_calls, tool_call_blocks
 
 __all__ = [
     "CompletionAssembler",
@@ -67,7 +67,12 @@ def _message(
 ) -> ChatMessage:
     blocks: list[ContentBlock] = [_copy(_TEXT, {"text": text})] if text or not calls else []
     blocks.extend(tool_call_blocks(calls, complete=complete))
-    return _copy(_ASSISTANT, {"blocks": blocks, "additional_kwargs": metadata or {}})
+    additional_kwargs = dict(metadata or {})
+    if calls:
+        # Also where llama-index-llms-openai keeps them: llama-index-core's streaming structured
+        # output (`process_streaming_objects`) looks for tool calls there, not in the blocks.
+        additional_kwargs["tool_calls"] = openai_tool_calls(calls)
+    return _copy(_ASSISTANT, {"blocks": blocks, "additional_kwargs": additional_kwargs})
 
 
 def _response(
