@@ -1,4 +1,5 @@
-"""Haufe Copilot for LangChain: `ChatHaufeCopilot`, `HaufeCopilotRetriever`, `sources_to_documents`.
+"""Haufe Copilot for LangChain: `ChatHaufeCopilot`, `HaufeCopilotRetriever`, `HaufeCopilotTool`,
+`sources_to_documents`.
 
 Importing this package registers the content-block translator for `model_provider="haufe"`,
 so `AIMessage.content_blocks` shows an answer's sources as standard `Citation` annotations.
@@ -16,5 +17,6 @@ except ImportError as exc:
 from ._messages import sources_to_documents
 from .chat_models import ChatHaufeCopilot
 from .retrievers import HaufeCopilotRetriever
+from .tools import HaufeCopilotTool
 
-__all__ = ["ChatHaufeCopilot", "HaufeCopilotRetriever", "sources_to_documents"]
+__all__ = ["ChatHaufeCopilot", "HaufeCopilotRetriever", "HaufeCopilotTool", "sources_to_documents"]

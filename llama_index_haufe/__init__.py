@@ -5,6 +5,7 @@
 - `HaufeCopilotRetriever`: the sources the assistant cites for a question, as `NodeWithScore`s;
 - `HaufeCopilotQueryEngine`: answers as `Response` / `StreamingResponse` with `source_nodes`;
 - `HaufeCopilotChatEngine`: a chat engine whose memory is the server thread's memory;
+- `HaufeCopilotTool`: the cited answer as an agent's tool (`raw_output`: answer and source nodes);
 - `sources_to_nodes(response)`: an answer's sources as `NodeWithScore`s.
 
 Nothing here imports LangChain.
@@ -24,12 +25,14 @@ from .chat_engine import HaufeCopilotChatEngine
 from .query_engine import HaufeCopilotQueryEngine
 from .retriever import HaufeCopilotRetriever
 from .sources import sources_to_nodes
+from .tools import HaufeCopilotTool
 
 __all__ = [
     "HaufeCopilot",
     "HaufeCopilotChatEngine",
     "HaufeCopilotQueryEngine",
     "HaufeCopilotRetriever",
+    "HaufeCopilotTool",
     "json_schema_format",
     "sources_to_nodes",
 ]

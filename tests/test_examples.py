@@ -159,6 +159,21 @@ def test_a_langgraph_agent_calls_its_tools(server: EmulatorServer) -> None:
     assert all("kunde-42" not in json.dumps(r.body) + str(r.query) for r in received_since(server, start))
 
 
+def test_a_langgraph_agent_cites_the_sections_its_tool_cited(server: EmulatorServer) -> None:
+    start = time.monotonic()
+    out = run_example("langgraph_cited_agent.py", server=server)
+    reply = out.split("Antwort: ", 1)[1].split("\n\nVom Werkzeug zitiert:", 1)[0]
+    cited = re.findall(r"^  \[(\d+)\] (§ [^(]+?) \(", out, re.MULTILINE)
+    assert cited[:2] == [("1", "§ 622 Abs. 3"), ("2", "§ 622 Abs. 1")]
+    # the agent's final reply names every section the tool cited
+    for _, section in cited:
+        assert section in reply
+    assert "§ 622 Abs. 3 BGB zwei Wochen" in reply
+    # the agent's model on the completions endpoint, the tool on the assistant API
+    assert len(received_since(server, start, COMPLETIONS)) == 2
+    assert len(received_since(server, start, ASSISTANT)) == 1
+
+
 # -- LlamaIndex --------------------------------------------------------------------------------
 
 
