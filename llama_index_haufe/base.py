@@ -234,7 +234,8 @@ class HaufeCopilot(FunctionCallingLLM):
         `message.additional_kwargs["sources"]` (plain dicts: `content`, `meta_data`);
         `llama_index_haufe.sources_to_nodes(response)` gives them as `NodeWithScore`s.
         `HaufeCopilotRetriever`, `HaufeCopilotQueryEngine` and `HaufeCopilotChatEngine` return
-        them as `source_nodes`; inside an agent, use the query engine as a `QueryEngineTool`.
+        them as `source_nodes`; inside an agent, use `HaufeCopilotTool` (the query engine as a
+        `QueryEngineTool`, its content citing the sections).
 
     Threads:
         The LLM keeps no conversation. Every answer carries `thread_id`, `message_id`,
