@@ -51,12 +51,13 @@ def tools_response_format(response_format: Any, strict: bool | None = None) -> d
             "{'type': 'json_schema', 'json_schema': {'name': ..., 'schema': {'type': 'object'}}}, or "
             "use with_structured_output(schema, method='json_schema')."
         )
-    if kind not in _TYPES and "json_schema" not in response_format and kind is not None:
-        raise InvalidRequestError(
-            f"response_format type {kind!r} is not one the API takes: use one of {list(_TYPES)}."
-        )
-    if kind is None:  # a bare JSON schema
+    if kind == "object" or (kind is None and "properties" in response_format):  # a bare JSON schema
         return json_schema_format(dict(response_format), strict)
+    if kind not in _TYPES:
+        raise InvalidRequestError(
+            f"response_format type {kind!r} is not one the API takes: use one of {list(_TYPES)}, "
+            "or pass a JSON schema or a schema class."
+        )
     result = dict(response_format)
     if strict is not None and kind == "json_schema" and isinstance(result.get("json_schema"), Mapping):
         result["json_schema"] = {**result["json_schema"], "strict": strict}

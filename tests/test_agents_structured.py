@@ -91,8 +91,13 @@ def test_bind_tools_refuses_what_it_cannot_honour_at_bind_time(model: ChatHaufeC
         model.bind_tools([get_weather], response_format={"type": "xml"})
 
 
-def test_bind_tools_takes_a_schema_class_as_response_format(model: ChatHaufeCopilot) -> None:
-    answer = model.bind_tools([get_weather], response_format=Bericht).invoke("Schreibe den Bericht für Köln.")
+@pytest.mark.parametrize(
+    "response_format", [Bericht, Bericht.model_json_schema()], ids=["class", "json-schema"]
+)
+def test_bind_tools_takes_a_schema_as_response_format(model: ChatHaufeCopilot, response_format: Any) -> None:
+    answer = model.bind_tools([get_weather], response_format=response_format).invoke(
+        "Schreibe den Bericht für Köln."
+    )
     assert Bericht.model_validate_json(str(answer.content)).stadt
 
 
