@@ -279,3 +279,36 @@ async def test_an_astream_chat_response_put_into_a_memory_continues_its_thread(
         actions.append(response.message.additional_kwargs["thread_action"])
     assert actions == ["new", "continued", "continued"]
     assert emulator.state.bodies(STREAM)[-1]["messages"] == [{"role": "user", "content": QUESTIONS[2]}]
+
+
+def test_a_langgraph_graph_that_deletes_messages_with_remove_message_keeps_its_thread(
+    model: ChatHaufeCopilot, emulator: EmulatorServer
+) -> None:
+    """LangGraph's "delete messages" pattern: a node returns `RemoveMessage`s, the `add_messages`
+    reducer drops them from the state, and the model sees the shortened history, which drops a
+    whole exchange and so keeps its thread."""
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    def delete_oldest_exchange(state: MessagesState) -> dict[str, Any]:
+        messages = state["messages"]
+        if len(messages) > 4:
+            return {"messages": [RemoveMessage(id=m.id) for m in messages[:2] if m.id]}
+        return {}
+
+    def call_model(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("delete_oldest_exchange", delete_oldest_exchange)
+    graph.add_node("call_model", call_model)
+    graph.add_edge(START, "delete_oldest_exchange")
+    graph.add_edge("delete_oldest_exchange", "call_model")
+    app = graph.compile(checkpointer=InMemorySaver())
+    config: Any = {"configurable": {"thread_id": "dora"}}
+    for question in QUESTIONS:
+        state = app.invoke({"messages": [HumanMessage(question)]}, config)
+    answers = [m for m in state["messages"] if m.type == "ai"]
+    assert len(state["messages"]) == 4  # the first exchange was removed
+    assert answers[-1].response_metadata["thread_action"] == "continued"
+    assert emulator.state.bodies(CHAT)[-1]["messages"] == [{"role": "user", "content": QUESTIONS[2]}]
