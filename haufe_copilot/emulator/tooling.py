@@ -318,7 +318,7 @@ def calls_after_tool_results(
     called: Iterable[str],
 ) -> list[PlannedToolCall]:
     """After tool results, `"auto"` answers with text, but a `tool_choice` of `"required"` (or
-    `"any"`) or a named function still calls a tool, as the seeds' `tool_choice` says: the named
+    `"any"`) or a named function still calls a tool, as the API's `tool_choice` says: the named
     one, else the best match among the tools not yet called in the conversation (an agent's
     structured-output tool after its other tools), else among all."""
     mode, forced = _read_tool_choice(tool_choice)
