@@ -25,7 +25,7 @@ from ._base_client import (
 )
 from ._content_decoding import aiter_decoded
 from ._ndjson import DEFAULT_MAX_LINE_BYTES
-from ._protocol import Decoder, RequestSpec, StreamFormat
+from ._protocol import Decoder, RequestSpec, StreamFormat, check_stream_end
 from .errors import APIError
 from .resources.assistant import AsyncAssistant
 from .resources.completions import AsyncCompletions
@@ -282,8 +282,10 @@ class AsyncHaufeCopilotClient(BaseClient):
         retries_done = 0
         while True:
             received = 0
+            answered = False  # a 2xx status arrived: the server took the request
             try:
                 response = await self._open(spec, timeout)
+                answered = True
                 try:
                     body = bytearray()
                     async for data in aiter_decoded(response):
@@ -297,7 +299,7 @@ class AsyncHaufeCopilotClient(BaseClient):
                 error: APIError = transport_error(exc)
             except APIError as exc:
                 error = exc
-            delay = self._retry_delay(error, spec, retries_done, delivered=received > 0)
+            delay = self._retry_delay(error, spec, retries_done, answered=answered)
             if delay is None:
                 raise error
             await asyncio.sleep(delay)
@@ -310,16 +312,22 @@ class AsyncHaufeCopilotClient(BaseClient):
         retries_done = 0
         delivered: list[str] = []  # the partial text an error carries, up to max_partial_chars
         kept, cap, more = 0, self._config.max_partial_chars, False
-        convert, text_of = fmt.convert, fmt.text_of
+        convert, text_of, is_final = fmt.convert, fmt.text_of, fmt.is_final
         while True:
             response: httpx.Response | None = None
+            answered = finished = False
+            items = 0
             try:
                 response = await self._open(spec, timeout)
+                answered = True  # from here on nothing is retried: the server took the request
                 raws = _decoded(fmt.decoder(self._config.max_line_bytes), aiter_decoded(response))
                 async with aclosing(raws):  # closed here, not left to the loop's finaliser
                     async for raw in raws:
                         item = convert(raw)
+                        if is_final is not None and not finished:
+                            finished = is_final(raw, item)
                         if item is not None:
+                            items += 1
                             if kept < cap:
                                 text = text_of(item)
                                 delivered.append(text)
@@ -327,6 +335,7 @@ class AsyncHaufeCopilotClient(BaseClient):
                             else:
                                 more = True
                             yield item
+                check_stream_end(fmt, finished=finished, items=items)
                 return
             except httpx.TransportError as exc:
                 error: APIError = transport_error(exc)
@@ -339,7 +348,7 @@ class AsyncHaufeCopilotClient(BaseClient):
                 partial = "".join(delivered)
                 error.partial = partial[:cap]
                 error.partial_truncated = more or len(partial) > cap
-            delay = self._retry_delay(error, spec, retries_done, delivered=bool(delivered))
+            delay = self._retry_delay(error, spec, retries_done, answered=answered)
             if delay is None:
                 raise error
             await asyncio.sleep(delay)

@@ -438,19 +438,21 @@ class BaseClient:
             )
 
     def _retry_delay(
-        self, error: APIError, spec: RequestSpec, retries_done: int, *, delivered: bool
+        self, error: APIError, spec: RequestSpec, retries_done: int, *, answered: bool
     ) -> float | None:
-        """Seconds before the next attempt (logged), or None to raise: nothing is retried once
-        a body has begun to reach the caller."""
+        """Seconds before the next attempt (logged), or None to raise. Nothing is retried once a
+        2xx status has arrived: the server took the request, so an error inside the body (an
+        `{error_code}` line, an `error` event, a cut) is the answer, and a replay could duplicate
+        the turn or the completion."""
         max_retries = self._config.max_retries
         delay = (
             None
-            if delivered
+            if answered
             else retry_delay(
                 error,
                 retries_done=retries_done,
                 max_retries=max_retries,
-                continues_thread=spec.continues_thread,
+                replay_unsafe=spec.replay_unsafe,
             )
         )
         if delay is None:

@@ -21,7 +21,7 @@ from ._base_client import (
 )
 from ._content_decoding import iter_decoded
 from ._ndjson import DEFAULT_MAX_LINE_BYTES
-from ._protocol import Decoder, RequestSpec, StreamFormat
+from ._protocol import Decoder, RequestSpec, StreamFormat, check_stream_end
 from .errors import APIError, ConfigurationError
 from .resources.assistant import Assistant
 from .resources.completions import Completions
@@ -191,8 +191,10 @@ class HaufeCopilotClient(BaseClient):
         retries_done = 0
         while True:
             received = 0
+            answered = False  # a 2xx status arrived: the server took the request
             try:
                 response = self._open(spec, timeout)
+                answered = True
                 try:
                     body = bytearray()
                     for data in iter_decoded(response):
@@ -206,7 +208,7 @@ class HaufeCopilotClient(BaseClient):
                 error: APIError = transport_error(exc)
             except APIError as exc:
                 error = exc
-            delay = self._retry_delay(error, spec, retries_done, delivered=received > 0)
+            delay = self._retry_delay(error, spec, retries_done, answered=answered)
             if delay is None:
                 raise error
             time.sleep(delay)
@@ -219,14 +221,20 @@ class HaufeCopilotClient(BaseClient):
         retries_done = 0
         delivered: list[str] = []  # the partial text an error carries, up to max_partial_chars
         kept, cap, more = 0, self._config.max_partial_chars, False
-        convert, text_of = fmt.convert, fmt.text_of
+        convert, text_of, is_final = fmt.convert, fmt.text_of, fmt.is_final
         while True:
             response: httpx.Response | None = None
+            answered = finished = False
+            items = 0
             try:
                 response = self._open(spec, timeout)
+                answered = True  # from here on nothing is retried: the server took the request
                 for raw in _decoded(fmt.decoder(self._config.max_line_bytes), iter_decoded(response)):
                     item = convert(raw)
+                    if is_final is not None and not finished:
+                        finished = is_final(raw, item)
                     if item is not None:
+                        items += 1
                         if kept < cap:
                             text = text_of(item)
                             delivered.append(text)
@@ -234,6 +242,7 @@ class HaufeCopilotClient(BaseClient):
                         else:
                             more = True
                         yield item
+                check_stream_end(fmt, finished=finished, items=items)
                 return
             except httpx.TransportError as exc:
                 error: APIError = transport_error(exc)
@@ -246,7 +255,7 @@ class HaufeCopilotClient(BaseClient):
                 partial = "".join(delivered)
                 error.partial = partial[:cap]
                 error.partial_truncated = more or len(partial) > cap
-            delay = self._retry_delay(error, spec, retries_done, delivered=bool(delivered))
+            delay = self._retry_delay(error, spec, retries_done, answered=answered)
             if delay is None:
                 raise error
             time.sleep(delay)

@@ -4,6 +4,7 @@ pure functions shared by both clients, like `_protocol` for the Assistant API.""
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -183,6 +184,8 @@ def build_completion_request(
         params=dict(extra_query or {}),
         headers=headers,
         stream=stream,
+        # A replay runs (and bills) the completion again and may add to its session.
+        replay_unsafe=True,
     )
 
 
@@ -229,8 +232,15 @@ def completion_chunk_text(chunk: ChatCompletionChunk) -> str:
     return ""
 
 
+def completion_stream_ended(event: ServerSentEvent, chunk: ChatCompletionChunk | None) -> bool:
+    """The `[DONE]` sentinel, or a chunk that finishes a choice (some servers send no `[DONE]`)."""
+    if chunk is None:
+        return event.data == "[DONE]"
+    return any(choice.finish_reason is not None for choice in chunk.choices)
+
+
 COMPLETION_STREAM: StreamFormat[ServerSentEvent, ChatCompletionChunk] = StreamFormat(
-    SSEDecoder, parse_completion_event, completion_chunk_text
+    SSEDecoder, parse_completion_event, completion_chunk_text, is_final=completion_stream_ended
 )
 
 
@@ -313,16 +323,23 @@ def _stream_path(stream_id: str, suffix: str) -> str:
     return f"{ASYNC_STREAMS_PATH}/{segment}/{suffix}"
 
 
+def new_stream_id() -> str:
+    """A stream id the client chooses when the caller gives none, so that a retried start
+    names the same stream (in the shape the service makes its own: a UUID)."""
+    return str(uuid.uuid4())
+
+
 def build_stream_start(
     *,
     messages: Sequence[Any],
-    stream_id: str | None,
+    stream_id: str,
     fields: Mapping[str, Any],
     extra_body: Mapping[str, Any] | None,
     extra_headers: Mapping[str, str] | None,
 ) -> RequestSpec:
-    """`POST /api/v1/messages/async[?stream_id=]` with the fields of docs/contract.md, Async streams."""
-    check_identifier("stream_id", stream_id)
+    """`POST /api/v1/messages/async?stream_id=` with the fields of docs/contract.md, Async
+    streams. The id is always sent: a retry of the same id cannot start a second stream."""
+    check_identifier("stream_id", stream_id, optional=False)
     body = _drop_none({"messages": _completion_messages(messages), **fields})
     if "tools" in body:
         body["tools"] = check_tools(body["tools"])
@@ -336,7 +353,7 @@ def build_stream_start(
         path=ASYNC_STREAMS_PATH,
         api="platform",
         body=body,
-        params={"stream_id": stream_id} if stream_id is not None else {},
+        params={"stream_id": stream_id},
         headers=_headers(extra_headers),
     )
 
@@ -383,9 +400,12 @@ def parse_stream_status(content: bytes) -> StreamStatus:
     return status
 
 
-def parse_stream_event(event: ServerSentEvent) -> StreamEvent:
+def parse_stream_event(event: ServerSentEvent, last_id: int | None = None) -> StreamEvent:
+    """One async-stream event. Given `last_id` (the id of the event before it), an event without
+    an `id` value of its own keeps that id, as SSE says; without it, the id carried over."""
+    raw_id = event.id if event.own_id or last_id is None else None
     try:
-        event_id = int(event.id or "")
+        event_id = int(raw_id or "") if raw_id is not None or last_id is None else last_id
     except ValueError:
         raise APIResponseValidationError(
             f"An async-stream event has no numeric id (id={event.id!r}, event={event.event!r})."
@@ -413,3 +433,21 @@ def stream_event_text(event: StreamEvent) -> str:
 STREAM_EVENTS: StreamFormat[ServerSentEvent, StreamEvent] = StreamFormat(
     SSEDecoder, parse_stream_event, stream_event_text
 )
+
+
+def stream_events_after(last_event_id: int) -> StreamFormat[ServerSentEvent, StreamEvent]:
+    """The events of one observation that resumes after `last_event_id`, each new one once: an
+    event whose own id is at or below the last one delivered is a resend and is dropped; an
+    event without an `id` line is a new event that keeps the last id (SSE), and is delivered."""
+    last = last_event_id
+
+    def convert(sse: ServerSentEvent) -> StreamEvent | None:
+        nonlocal last
+        event = parse_stream_event(sse, last)
+        if sse.own_id and sse.id is not None:
+            if event.id <= last:
+                return None
+            last = event.id
+        return event
+
+    return StreamFormat(SSEDecoder, convert, stream_event_text)

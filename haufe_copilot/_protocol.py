@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from ._ndjson import NDJSONLines, parse_object
 from .errors import (
+    APIConnectionError,
     APIResponseValidationError,
     EmptyMessageError,
     HaufeCopilotError,
@@ -40,6 +41,7 @@ __all__ = [
     "check_header_value",
     "check_identifier",
     "check_question",
+    "check_stream_end",
     "chunk_text",
     "decode_json_body",
     "parse_answer",
@@ -64,9 +66,10 @@ class RequestSpec:
     params: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     stream: bool = False
-    #: A request that continues a server thread may have been stored when it failed, so it is
-    #: retried only where the server cannot have taken it (docs/contract.md, Retries).
-    continues_thread: bool = False
+    #: A request whose replay would duplicate what the server did with it (a turn on a thread,
+    #: a completion) is retried only where the server cannot have taken it: see the retry table
+    #: in docs/reliability.md (and docs/contract.md, Retries).
+    replay_unsafe: bool = False
 
     def content(self) -> bytes | None:
         if self.body is None:
@@ -242,7 +245,9 @@ def build_assistant_request(
         params=params,
         headers=headers,
         stream=stream,
-        continues_thread=thread_id is not None,
+        # A new thread is safe to replay: a request the server took without our seeing the answer
+        # leaves a thread nobody continues, never a second turn in the caller's conversation.
+        replay_unsafe=thread_id is not None,
     )
 
 
@@ -314,11 +319,31 @@ class Decoder(Protocol[R]):
 @dataclass(frozen=True, slots=True)
 class StreamFormat(Generic[R, T]):
     """How a streamed body becomes the caller's items: decode, convert, and the text of each
-    (which an interrupted stream's error carries as `partial`)."""
+    (which an interrupted stream's error carries as `partial`); and how a complete body ends."""
 
     decoder: Callable[[int], Decoder[R]]  # given the size bound of one line or event
     convert: Callable[[R], T | None]  # None: nothing for the caller (a [DONE] sentinel, ...)
     text_of: Callable[[T], str]
+    #: Whether this wire item (and the caller's item made of it) ends a complete body; a body
+    #: that stops before one was cut. None: the format has no end marker.
+    is_final: Callable[[R, T | None], bool] | None = None
+    #: Whether a body must give the caller at least one item (an answer with no chunk is none).
+    needs_items: bool = False
 
 
-ASSISTANT_STREAM: StreamFormat[bytes, StreamChunk] = StreamFormat(NDJSONLines, parse_chunk_line, chunk_text)
+def check_stream_end(fmt: StreamFormat[Any, Any], *, finished: bool, items: int) -> None:
+    """At the end of a 2xx body: an interrupted stream or an empty answer is an error, not an answer."""
+    if fmt.is_final is not None and not finished:
+        raise APIConnectionError(
+            "The stream ended before its end marker ([DONE] or a chunk with finish_reason): the "
+            "connection closed early and the answer is incomplete."
+        )
+    if fmt.needs_items and items == 0:
+        raise APIResponseValidationError(
+            "The server answered 200 with a stream that holds no chunk: there is no answer (and no thread)."
+        )
+
+
+ASSISTANT_STREAM: StreamFormat[bytes, StreamChunk] = StreamFormat(
+    NDJSONLines, parse_chunk_line, chunk_text, needs_items=True
+)

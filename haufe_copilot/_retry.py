@@ -1,4 +1,11 @@
-"""When to retry and how long to wait (docs/contract.md, Retries): pure functions for both clients."""
+"""When to retry and how long to wait, as pure functions shared by both clients.
+
+The rule per endpoint is the table "What is retried" in docs/reliability.md (the wire contract in
+docs/contract.md, Retries). Nothing is retried once a 2xx status has arrived (the server took
+the request; the clients stop there); before that, an error is retried if it is retryable and,
+for a request whose replay would duplicate what the server did (`replay_unsafe`), only where the
+server cannot have taken it.
+"""
 
 from __future__ import annotations
 
@@ -17,22 +24,22 @@ def backoff_seconds(retry_index: int, *, random_fraction: Callable[[], float] = 
     return base * (1.0 - 0.25 * random_fraction())
 
 
-def is_retryable(error: APIError, *, continues_thread: bool) -> bool:
-    """Whether the server may be asked again without risking a duplicate in its thread."""
+def is_retryable(error: APIError, *, replay_unsafe: bool) -> bool:
+    """Whether the server may be asked again without risking a duplicate (a turn on a thread, a
+    completion): a replay-unsafe request only after a 429 (refused, not taken) or a connection
+    that failed before the request was sent."""
     if isinstance(error, APIStatusError):
-        if continues_thread:
+        if replay_unsafe:
             return error.status_code == 429
         return error.retryable_status
     if isinstance(error, APIConnectionError):
-        return not (continues_thread and error.request_sent)
+        return not (replay_unsafe and error.request_sent)
     return False
 
 
-def retry_delay(
-    error: APIError, *, retries_done: int, max_retries: int, continues_thread: bool
-) -> float | None:
+def retry_delay(error: APIError, *, retries_done: int, max_retries: int, replay_unsafe: bool) -> float | None:
     """Seconds to wait before the next attempt, or None to give up and raise `error`."""
-    if retries_done >= max_retries or not is_retryable(error, continues_thread=continues_thread):
+    if retries_done >= max_retries or not is_retryable(error, replay_unsafe=replay_unsafe):
         return None
     if isinstance(error, APIStatusError) and error.retry_after is not None:
         return error.retry_after

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from .errors import APIResponseValidationError, ConfigurationError, ResponseTooLargeError
@@ -37,12 +37,16 @@ class ServerSentEvent:
     `id` is the stream's last event ID when the event was dispatched, as the spec's
     `MessageEvent.lastEventId`: it carries over from earlier events until the server sets another.
     `retry` is the reconnection time (ms) the server set within this event's block, if any.
+    `own_id` says whether this event's block had an `id` field of its own (an event without one
+    is a new event that keeps the last id, not a resend of it).
     """
 
     event: str = "message"
     data: str = ""
     id: str | None = None
     retry: int | None = None
+    # Not compared: two events are the same event whether or not the id came with it.
+    own_id: bool = field(default=False, compare=False)
 
     def json(self) -> Any:
         """The data parsed as JSON; `APIResponseValidationError` if it is not JSON."""
@@ -65,6 +69,7 @@ class SSEDecoder:
 
     __slots__ = (
         "_at_start",
+        "_block_has_id",
         "_data",
         "_data_size",
         "_event",
@@ -91,6 +96,7 @@ class SSEDecoder:
         self._data_size = 0
         self._event = ""
         self._event_retry: int | None = None
+        self._block_has_id = False
         # The spec's "last event ID buffer" (set by `id`) and "last event ID string" (set from the
         # buffer by every blank line); "" in the spec is None here.
         self._pending_id: str | None = None
@@ -182,12 +188,19 @@ class SSEDecoder:
                 if data:
                     text = (data[0] if len(data) == 1 else b"\n".join(data)).decode("utf-8", "replace")
                     append(
-                        ServerSentEvent(self._event or "message", text, self._pending_id, self._event_retry)
+                        ServerSentEvent(
+                            self._event or "message",
+                            text,
+                            self._pending_id,
+                            self._event_retry,
+                            self._block_has_id,
+                        )
                     )
                     data.clear()
                     self._data_size = 0
                 self._event = ""
                 self._event_retry = None
+                self._block_has_id = False
                 continue
             if len(line) > max_bytes:
                 self._refuse(len(line))
@@ -216,6 +229,7 @@ class SSEDecoder:
             elif name == b"id":
                 if b"\0" not in value:
                     self._pending_id = value.decode("utf-8", "replace") or None
+                    self._block_has_id = True
             elif name == b"retry" and value.isdigit():  # bytes.isdigit(): ASCII digits, not empty
                 with suppress(ValueError):  # more digits than int() takes: no sensible time anyway
                     self._event_retry = self._retry = int(value)
@@ -227,6 +241,7 @@ class SSEDecoder:
         self._data_size = 0
         self._event = ""
         self._event_retry = None
+        self._block_has_id = False
 
     def _refuse(self, pending: int) -> NoReturn:
         self._line = bytearray()

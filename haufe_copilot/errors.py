@@ -78,7 +78,7 @@ class EmptyMessageError(InvalidRequestError):
 class APIError(HaufeCopilotError):
     """A request was sent and did not give a usable answer."""
 
-    #: Whether the client retries this error (before a stream's first delta).
+    #: Whether the client retries this error (before a 2xx status arrived).
     retryable: ClassVar[bool] = False
     #: What the caller can do about it, appended to the message.
     hint: ClassVar[str] = ""

@@ -150,30 +150,30 @@ def test_which_errors_are_retried(code: str) -> None:
         "internal_service_error",
         "api_timeout_error",
     }
-    delay = retry_delay(_status(code), retries_done=0, max_retries=2, continues_thread=False)
+    delay = retry_delay(_status(code), retries_done=0, max_retries=2, replay_unsafe=False)
     assert (delay is not None) == retried
     if retried:
         assert delay == 0.1  # the server's retry-after-ms wins over the backoff
     # a thread continuation is retried only on 429
-    on_thread = retry_delay(_status(code), retries_done=0, max_retries=2, continues_thread=True)
+    on_thread = retry_delay(_status(code), retries_done=0, max_retries=2, replay_unsafe=True)
     assert (on_thread is not None) == (code == "rate_limit_gateway")
-    assert retry_delay(_status(code), retries_done=2, max_retries=2, continues_thread=False) is None
+    assert retry_delay(_status(code), retries_done=2, max_retries=2, replay_unsafe=False) is None
 
 
 def test_connection_errors_on_a_thread_are_retried_only_when_nothing_was_sent() -> None:
     refused = APIConnectionError("refused", request_sent=False)
     cut = APIConnectionError("cut", request_sent=True)
-    assert retry_delay(refused, retries_done=0, max_retries=2, continues_thread=True) is not None
-    assert retry_delay(cut, retries_done=0, max_retries=2, continues_thread=True) is None
-    assert retry_delay(cut, retries_done=0, max_retries=2, continues_thread=False) is not None
+    assert retry_delay(refused, retries_done=0, max_retries=2, replay_unsafe=True) is not None
+    assert retry_delay(cut, retries_done=0, max_retries=2, replay_unsafe=True) is None
+    assert retry_delay(cut, retries_done=0, max_retries=2, replay_unsafe=False) is not None
 
 
 def test_408_is_the_only_other_status_retried() -> None:
     assert (
-        retry_delay(error_from_response(408, {}, b""), retries_done=0, max_retries=1, continues_thread=False)
+        retry_delay(error_from_response(408, {}, b""), retries_done=0, max_retries=1, replay_unsafe=False)
         is not None
     )
     assert (
-        retry_delay(error_from_response(413, {}, b""), retries_done=0, max_retries=1, continues_thread=False)
+        retry_delay(error_from_response(413, {}, b""), retries_done=0, max_retries=1, replay_unsafe=False)
         is None
     )

@@ -149,7 +149,7 @@ def test_a_client_that_retries_a_continuation_fails_its_cell(
 
     original = retry.is_retryable
     monkeypatch.setattr(
-        retry, "is_retryable", lambda error, continues_thread: original(error, continues_thread=False)
+        retry, "is_retryable", lambda error, replay_unsafe: original(error, replay_unsafe=False)
     )
     result = run_cell(_cell("core-thread:internal_server_error:blocking:sync"), env)
     assert not result.passed

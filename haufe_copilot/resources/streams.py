@@ -10,18 +10,19 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .._platform_protocol import (
-    STREAM_EVENTS,
     build_stream_cancel,
     build_stream_events,
     build_stream_start,
     build_stream_status,
     check_event_id,
+    new_stream_id,
     parse_stream_handle,
     parse_stream_status,
+    stream_events_after,
 )
 from .._retry import backoff_seconds
 from .._streaming import AsyncStream, Stream
-from ..errors import APIConnectionError, InvalidRequestError
+from ..errors import APIConnectionError, ConflictError, InvalidRequestError
 from ..types.streams import DoneEvent, StreamEvent, StreamHandle, StreamStatus
 from .assistant import _timeout
 
@@ -68,6 +69,24 @@ def _start_fields(options: Mapping[str, Any]) -> dict[str, Any]:
     return dict(options)
 
 
+def _started_by_this_call(error: ConflictError, chosen_here: bool) -> bool:
+    """Whether a 409 on a start means the stream this call started exists: always for an id the
+    client chose (a fresh UUID), and for the caller's id when an earlier attempt of this call
+    went out (its 202 lost to a reset or a timeout)."""
+    return chosen_here or bool(error.retries_done)
+
+
+def _existing_handle(error: ConflictError, status: StreamStatus) -> StreamHandle:
+    return StreamHandle(
+        stream_id=status.stream_id,
+        status=status.status,
+        message=(
+            "The stream already exists: an earlier attempt of this start reached the server "
+            f"({error.message})."
+        ),
+    )
+
+
 def _gave_up(stream_id: str, attempts: int, error: APIConnectionError | None) -> APIConnectionError:
     reason = f": {error.message}" if error is not None else " (it ended without its done event)"
     gave_up = APIConnectionError(
@@ -99,16 +118,25 @@ class Streams:
         `fields` are the documented ones (docs/contract.md): model, stream, tools, tool_choice, tool_context,
         mcp_servers, response_format, system, thinking, priority, seed, min_p, top_p,
         temperature, top_k, repetition_penalty, presence_penalty, frequency_penalty, max_tokens,
-        correlation_id. `stream_id` is optional: the server makes one when it is left out.
+        correlation_id. `stream_id` is optional: without it the client chooses one (a UUID), so
+        that a start retried after its answer was lost finds the stream the first attempt
+        started instead of starting a second; a 409 for a stream this call started returns its
+        handle (status as the server reports it now).
         """
+        chosen_here = stream_id is None
         spec = build_stream_start(
             messages=messages,
-            stream_id=stream_id,
+            stream_id=new_stream_id() if stream_id is None else stream_id,
             fields=_start_fields(fields),
             extra_body=extra_body,
             extra_headers=extra_headers,
         )
-        return self._client._request(spec, parse_stream_handle, _timeout(timeout))
+        try:
+            return self._client._request(spec, parse_stream_handle, _timeout(timeout))
+        except ConflictError as error:
+            if not _started_by_this_call(error, chosen_here):
+                raise
+            return _existing_handle(error, self.status(spec.params["stream_id"], timeout=timeout))
 
     def status(self, stream_id: str, *, timeout: float | httpx.Timeout | None = None) -> StreamStatus:
         return self._client._request(build_stream_status(stream_id), parse_stream_status, _timeout(timeout))
@@ -151,12 +179,12 @@ class Streams:
             try:
                 with closing(
                     self._client._iterate(
-                        build_stream_events(stream_id, last, extra_headers), STREAM_EVENTS, timeout
+                        build_stream_events(stream_id, last, extra_headers),
+                        stream_events_after(last),
+                        timeout,
                     )
                 ) as events:
-                    for event in events:
-                        if event.id <= last:
-                            continue  # a server that resends is not the caller's problem
+                    for event in events:  # resends dropped, events without an id line kept
                         last, failures = event.id, 0
                         yield event
                         if isinstance(event, DoneEvent):
@@ -187,14 +215,21 @@ class AsyncStreams:
         **fields: Any,
     ) -> StreamHandle:
         """See `Streams.start`."""
+        chosen_here = stream_id is None
         spec = build_stream_start(
             messages=messages,
-            stream_id=stream_id,
+            stream_id=new_stream_id() if stream_id is None else stream_id,
             fields=_start_fields(fields),
             extra_body=extra_body,
             extra_headers=extra_headers,
         )
-        return await self._client._request(spec, parse_stream_handle, _timeout(timeout))
+        try:
+            return await self._client._request(spec, parse_stream_handle, _timeout(timeout))
+        except ConflictError as error:
+            if not _started_by_this_call(error, chosen_here):
+                raise
+            status = await self.status(spec.params["stream_id"], timeout=timeout)
+            return _existing_handle(error, status)
 
     async def status(self, stream_id: str, *, timeout: float | httpx.Timeout | None = None) -> StreamStatus:
         return await self._client._request(
@@ -236,12 +271,12 @@ class AsyncStreams:
             try:
                 async with aclosing(
                     self._client._iterate(
-                        build_stream_events(stream_id, last, extra_headers), STREAM_EVENTS, timeout
+                        build_stream_events(stream_id, last, extra_headers),
+                        stream_events_after(last),
+                        timeout,
                     )
                 ) as events:
                     async for event in events:
-                        if event.id <= last:
-                            continue
                         last, failures = event.id, 0
                         yield event
                         if isinstance(event, DoneEvent):

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import Field
 
+from ..errors import APIResponseValidationError
 from ._base import WireModel
 
 __all__ = [
@@ -123,7 +124,9 @@ class AnswerAssembler:
 def answer_from_chunks(chunks: list[StreamChunk]) -> AssistantAnswer:
     """Assemble a streamed answer into the shape of the blocking one (sources in order)."""
     if not chunks:
-        raise ValueError("a stream with no chunks has no answer")
+        raise APIResponseValidationError(
+            "The stream held no chunk, so there is no answer to assemble (and no thread)."
+        )
     assembler = AnswerAssembler()
     for chunk in chunks:
         assembler.add(chunk)

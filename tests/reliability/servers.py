@@ -12,7 +12,10 @@ does one of:
   leaves;
 - `redirect`: `307` to `location` + the request's path (a redirect to another host);
 - `canned`: `status` with `head` (extra header lines) and `payload` as it is: a compression
-  bomb, an adversarial error page, JSON nested 200k deep.
+  bomb, an adversarial error page, JSON nested 200k deep;
+- `scripted`: the n-th request gets `script[n]` (the last one once the script runs out): the
+  bytes to send, after which the connection closes (see `reply()`), or None for a reset; a
+  callable gets the request and returns either.
 
 It records each request's head (`requests`, header names lower-cased) so tests can see what a
 client sent, and counts connections. `refused_port()` gives a port where nothing listens.
@@ -24,11 +27,14 @@ import contextlib
 import socket
 import struct
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 
-Behaviour = Literal["reset", "malformed", "huge_error", "big_body", "endless_line", "redirect", "canned"]
+Behaviour = Literal[
+    "reset", "malformed", "huge_error", "big_body", "endless_line", "redirect", "canned", "scripted"
+]
 
 
 @dataclass
@@ -37,6 +43,10 @@ class RawRequest:
     target: str
     headers: dict[str, str]
     body: bytes
+
+
+#: One step of a `scripted` server: the bytes to send (None: a reset), or how to make them.
+Scripted = bytes | None | Callable[[RawRequest], "bytes | None"]
 
 
 @dataclass
@@ -48,6 +58,7 @@ class RawServer:
     status: int = 200
     head: dict[str, str] = field(default_factory=dict)
     payload: bytes = b""
+    script: Sequence[Scripted] = ()
     requests: list[RawRequest] = field(default_factory=list)
     connections: int = 0
 
@@ -124,6 +135,15 @@ class RawServer:
 
     def _answer(self, conn: socket.socket, request: RawRequest) -> bool:
         """Answer one request; False when the connection is over."""
+        if self.behaviour == "scripted":
+            with self._lock:
+                step = self.script[min(len(self.requests), len(self.script)) - 1]
+            answer = step(request) if callable(step) else step
+            if answer is None:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            else:
+                conn.sendall(answer)
+            return False
         if self.behaviour == "reset":
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             return False
@@ -163,6 +183,17 @@ class RawServer:
             conn.sendall(f"{status}{lines}\r\n".encode() + self.payload)
             return True
         raise ValueError(self.behaviour)
+
+
+def reply(status: int, content_type: str, body: bytes, *, chunked: bool = False) -> bytes:
+    """A whole answer for a `scripted` server: a complete body (Content-Length, or chunked with
+    its terminating chunk), so that a client sees the body end cleanly, not a cut."""
+    reason = {200: "OK", 202: "Accepted", 409: "Conflict", 429: "Too Many Requests"}.get(status, "Status")
+    head = f"HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\nconnection: close\r\n"
+    if not chunked:
+        return f"{head}content-length: {len(body)}\r\n\r\n".encode() + body
+    framed = (f"{len(body):x}\r\n".encode() + body + b"\r\n" if body else b"") + b"0\r\n\r\n"
+    return f"{head}transfer-encoding: chunked\r\n\r\n".encode() + framed
 
 
 def _head(status: int, content_type: str, length: int) -> bytes:
