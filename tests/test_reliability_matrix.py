@@ -53,7 +53,9 @@ def test_the_matrix_covers_every_error_of_spec_section_2() -> None:
         ADAPTER_FAULTS
     )  # too large: tests/test_reliability_secrets
     core = [c for c in CELLS if c.layer == "core"]
-    assert len(core) == 2 * (2 * len(FAULTS) - 2)  # sync/async x modes; two faults are stream-only
+    stream_only = {name for name, fault in FAULTS.items() if fault.blocking is None}
+    assert stream_only == {"error_line", "error_line_first", "rate_limit_line_first", "cut_after_200"}
+    assert len(core) == 2 * (2 * len(FAULTS) - len(stream_only))  # sync/async x modes
     assert len(CELLS) == len({c.id for c in CELLS})
 
 
@@ -154,6 +156,42 @@ def test_a_client_that_retries_a_continuation_fails_its_cell(
     result = run_cell(_cell("core-thread:internal_server_error:blocking:sync"), env)
     assert not result.passed
     assert any("attempts" in p for p in result.problems), result.explain()
+
+
+@pytest.mark.parametrize(
+    "cell_id",
+    ["core-thread:rate_limit_line_first:streaming:sync", "core:cut_after_200:streaming:async"],
+)
+def test_a_client_that_retries_after_a_200_fails_its_cell(
+    env: Env, monkeypatch: pytest.MonkeyPatch, cell_id: str
+) -> None:
+    from haufe_copilot._base_client import BaseClient
+
+    original = BaseClient._retry_delay
+    monkeypatch.setattr(
+        BaseClient,
+        "_retry_delay",
+        lambda self, error, spec, retries_done, answered: original(
+            self, error, spec, retries_done, answered=False
+        ),
+    )
+    result = run_cell(_cell(cell_id), env)
+    assert not result.passed
+    assert any("attempts" in p for p in result.problems), result.explain()
+
+
+@pytest.mark.parametrize("cell_id", ["core:empty_200:streaming:sync", "core:empty_200:streaming:async"])
+def test_a_client_that_takes_an_empty_stream_for_an_answer_fails_its_cell(
+    env: Env, monkeypatch: pytest.MonkeyPatch, cell_id: str
+) -> None:
+    import haufe_copilot._async_client as async_client
+    import haufe_copilot._client as sync_client
+
+    for module in (sync_client, async_client):
+        monkeypatch.setattr(module, "check_stream_end", lambda fmt, finished, items: None)
+    result = run_cell(_cell(cell_id), env)
+    assert not result.passed
+    assert any("raised None" in p for p in result.problems), result.explain()
 
 
 def test_a_client_that_drops_the_partial_fails_its_cell(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:

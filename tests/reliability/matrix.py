@@ -48,19 +48,17 @@ from haufe_copilot.emulator import DEFAULT_ASSISTANT_ID, EmulatorConfig, Emulato
 
 from . import probes
 from .report import DOC, markdown_table, text_table, write_section
-from .servers import RawServer, refused_port
+from .servers import RawRequest, RawServer, refused_port, reply
 
 QUESTION = "Welche Kündigungsfristen gelten während der Probezeit?"
 FOLLOW_UP = "Gilt das auch für Teilzeitkräfte?"
 ASSISTANT_ID = DEFAULT_ASSISTANT_ID
-#: A thread id for core continuation cells: every fault there fires before the thread is looked up.
-THREAD_ID = "matrix-thread-0001"
 
 Mode = Literal["blocking", "streaming"]
 Flavor = Literal["sync", "async"]
 Layer = Literal["core", "langchain", "llama_index", "core-thread", "langchain-thread", "llama_index-thread"]
 ServerKind = Literal[
-    "emulator", "refused", "reset", "malformed", "gzip_bomb", "html_bomb", "deep_json", "huge_detail"
+    "emulator", "refused", "reset", "malformed", "gzip_bomb", "html_bomb", "deep_json", "huge_detail", "empty"
 ]
 
 MODES: tuple[Mode, ...] = ("blocking", "streaming")
@@ -243,18 +241,44 @@ FAULTS: dict[str, Fault] = {
                 partial_deltas=3,
             ),
         ),
+        # An error inside a 200 body is the answer: the server took the request, so a retry could
+        # store the turn twice (issue 14, point 1). Not retried, on a thread or not.
         Fault(
             name="error_line_first",
-            summary="an {error_code} line before the first delta",
+            summary="an {error_code} line before the first delta (HTTP 200): not retried",
             error=errors.InternalServerError,
             error_code="internal_server_error",
             status=500,
             blocking=None,
-            streaming=How(
-                headers={"x-emulator-stream-error": "internal_server_error"},
-                retried=True,
-            ),
+            streaming=How(headers={"x-emulator-stream-error": "internal_server_error"}),
             max_retries=1,
+        ),
+        Fault(
+            name="rate_limit_line_first",
+            summary="a rate_limit_gateway line before the first delta (HTTP 200): not retried",
+            error=errors.RateLimitError,
+            error_code="rate_limit_gateway",
+            status=429,
+            blocking=None,
+            streaming=How(headers={"x-emulator-stream-error": "rate_limit_gateway"}),
+        ),
+        Fault(
+            name="cut_after_200",
+            summary="HTTP 200, then the connection closed before the first delta: not retried",
+            error=errors.APIConnectionError,
+            error_code=None,
+            status=None,
+            blocking=None,
+            streaming=How(headers={"x-emulator-cut-after": "0"}),
+        ),
+        Fault(
+            name="empty_200",
+            summary="HTTP 200 with an empty body (no answer, no chunk): an error, not ''",
+            error=errors.APIResponseValidationError,
+            error_code=None,
+            status=None,
+            blocking=How(server="empty"),
+            streaming=How(server="empty"),
         ),
         Fault(
             name="connection_refused",
@@ -337,6 +361,9 @@ THREAD_FAULTS = (
     "reset_before_headers",
     "rate_limit_gateway",
     "connection_refused",
+    "error_line_first",
+    "rate_limit_line_first",
+    "cut_after_200",
 )
 
 
@@ -424,6 +451,7 @@ def _cells() -> list[Cell]:
         Cell("core-thread", name, mode, flavor)
         for name in THREAD_FAULTS
         for mode in MODES
+        if FAULTS[name].how(mode) is not None
         for flavor in FLAVORS
     ]
     for adapter in ADAPTERS:
@@ -497,6 +525,11 @@ def _ms(values: Sequence[float]) -> str:
 # -- the environment: the emulator and the raw servers ---------------------------------------
 
 
+def _empty_200(request: RawRequest) -> bytes:
+    kind = "application/x-ndjson" if request.target.split("?")[0].endswith("/stream") else "application/json"
+    return reply(200, kind, b"", chunked=True)
+
+
 class Env:
     """The servers the cells run against; a context manager (it owns the raw servers)."""
 
@@ -506,13 +539,19 @@ class Env:
         self.reset = RawServer("reset")
         self.malformed = RawServer("malformed")
         self.canned = {kind: canned_server(kind) for kind in HOSTILE}
+        self.canned["empty"] = RawServer("scripted", script=[_empty_200])
         self.refused = refused_port()
+        #: The thread core continuation cells continue: a real one, since stream faults fire
+        #: after the emulator has looked it up.
+        self.thread_id = ""
 
     def __enter__(self) -> Env:
         self.reset.__enter__()
         self.malformed.__enter__()
         for server in self.canned.values():
             server.__enter__()
+        with HaufeCopilotClient(api_key=self.api_key, base_url=self.emulator.url) as client:
+            self.thread_id = client.assistant.chat(assistant_id=ASSISTANT_ID, messages=_messages()).thread_id
         # Each async cell collects garbage so that a task or connection it left behind complains
         # in that cell. With both frameworks loaded a full collection takes ~0.15 s: freeze what
         # exists now (imports, the servers) so that a collection scans only what a cell made.
@@ -584,10 +623,10 @@ def _record_error(call: _Call, exc: BaseException, observed: Observed) -> None:
 # core ----------------------------------------------------------------------------------------
 
 
-def _core_kwargs(cell: Cell, headers: Mapping[str, str]) -> dict[str, Any]:
+def _core_kwargs(cell: Cell, env: Env, headers: Mapping[str, str]) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"assistant_id": ASSISTANT_ID, "messages": _messages(), "extra_headers": headers}
     if cell.layer == "core-thread":
-        kwargs["thread_id"] = THREAD_ID
+        kwargs["thread_id"] = env.thread_id
     return kwargs
 
 
@@ -622,9 +661,9 @@ def _core_sync(
     try:
         try:
             if cell.mode == "blocking":
-                client.assistant.chat(**_core_kwargs(cell, headers))
+                client.assistant.chat(**_core_kwargs(cell, env, headers))
             else:
-                for chunk in client.assistant.stream(**_core_kwargs(cell, headers)):
+                for chunk in client.assistant.stream(**_core_kwargs(cell, env, headers)):
                     call.delivered.append(chunk.delta.content)
         except Exception as exc:
             _record_error(call, exc, o)
@@ -642,9 +681,9 @@ async def _core_async(
     async with AsyncHaufeCopilotClient(**_client_options(env, base_url, cell)) as client:
         try:
             if cell.mode == "blocking":
-                await client.assistant.chat(**_core_kwargs(cell, headers))
+                await client.assistant.chat(**_core_kwargs(cell, env, headers))
             else:
-                async for chunk in client.assistant.stream(**_core_kwargs(cell, headers)):
+                async for chunk in client.assistant.stream(**_core_kwargs(cell, env, headers)):
                     call.delivered.append(chunk.delta.content)
         except Exception as exc:
             _record_error(call, exc, o)
