@@ -278,7 +278,7 @@ class AsyncHaufeCopilotClient(BaseClient):
     async def _request(
         self, spec: RequestSpec, parse: Callable[[bytes], T], timeout: httpx.Timeout | None
     ) -> T:
-        """A blocking call, retried only before the body's first byte (docs/contract.md, Retries)."""
+        """A blocking call with retries: retried only before a 2xx status (docs/contract.md, Retries)."""
         retries_done = 0
         while True:
             received = 0
@@ -308,7 +308,8 @@ class AsyncHaufeCopilotClient(BaseClient):
     async def _iterate(
         self, spec: RequestSpec, fmt: StreamFormat[Any, T], timeout: httpx.Timeout | None
     ) -> AsyncGenerator[T, None]:
-        """Stream items; retried only before the first item reached the caller (docs/contract.md, Retries)."""
+        """Stream items; retried only before a 2xx status, so never after an item reached the
+        caller; a body that ends short of its format's end is an error (`check_stream_end`)."""
         retries_done = 0
         delivered: list[str] = []  # the partial text an error carries, up to max_partial_chars
         kept, cap, more = 0, self._config.max_partial_chars, False

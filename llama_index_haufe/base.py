@@ -206,7 +206,7 @@ class HaufeCopilot(FunctionCallingLLM):
             print(response.delta, end="")  # response.message holds the answer so far
         # the final response (delta "") carries the metadata and sources
         ```
-        A stream is retried (as configured) only before its first delta reaches you.
+        Nothing is retried once the server answered 200 (see docs/reliability.md).
 
     Async:
         `await llm.achat(...)`, `async for r in await llm.astream_chat(...)`, `acomplete`,

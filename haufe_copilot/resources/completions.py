@@ -84,7 +84,10 @@ class Completions:
         The service calls tools only over SSE, so with `tools` and `stream=False` this streams
         and assembles the answer for you: the result is the same `ChatCompletion`, tool calls
         included. A missing `session_id` gets a new one, returned on the answer; the request's
-        messages are the whole conversation (the server prepends nothing).
+        messages are the whole conversation (the server prepends nothing). A completion is
+        retried only where the server cannot have run it (a 429, or a connection that failed
+        before the request was sent), and a stream that ends before `[DONE]` is an
+        `APIConnectionError` carrying `.partial` (docs/reliability.md).
         """
         spec, timeout = _spec(messages, stream, options)
         if not spec.stream:

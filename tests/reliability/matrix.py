@@ -242,7 +242,7 @@ FAULTS: dict[str, Fault] = {
             ),
         ),
         # An error inside a 200 body is the answer: the server took the request, so a retry could
-        # store the turn twice (issue 14, point 1). Not retried, on a thread or not.
+        # store the turn twice. Not retried, on a thread or not.
         Fault(
             name="error_line_first",
             summary="an {error_code} line before the first delta (HTTP 200): not retried",
