@@ -194,6 +194,82 @@ def test_a_client_that_takes_an_empty_stream_for_an_answer_fails_its_cell(
     assert any("raised None" in p for p in result.problems), result.explain()
 
 
+def _old_event_filter(last: int) -> Any:
+    """The filter before SSE's rule: every event at or below the last id dropped, id-less ones too."""
+    from haufe_copilot._platform_protocol import STREAM_EVENTS, StreamFormat, parse_stream_event
+
+    seen = [last]
+
+    def convert(sse: Any) -> Any:
+        event = parse_stream_event(sse)
+        if event.id <= seen[0]:
+            return None
+        seen[0] = event.id
+        return event
+
+    return StreamFormat(STREAM_EVENTS.decoder, convert, STREAM_EVENTS.text_of)
+
+
+def _retries_after_a_200(self: Any, error: Any, spec: Any, retries_done: int, answered: bool) -> Any:
+    from haufe_copilot._retry import retry_delay
+
+    return retry_delay(error, retries_done=retries_done, max_retries=2, replay_unsafe=spec.replay_unsafe)
+
+
+#: A platform cell, and a client whose one function breaks the rule it checks.
+PLATFORM_MUTANTS = [
+    (
+        "completion_error_event_first:streaming:sync",
+        "_base_client",
+        "BaseClient",
+        "_retry_delay",
+        _retries_after_a_200,
+    ),
+    (
+        "completion_without_done:streaming:async",
+        "_async_client",
+        None,
+        "check_stream_end",
+        lambda *a, **k: None,
+    ),
+    ("completion_reset_after_sending:blocking:sync", "_retry", None, "is_retryable", lambda *a, **k: True),
+    (
+        "start_202_lost_to_a_reset:blocking:async",
+        "resources.streams",
+        None,
+        "_started_by_this_call",
+        lambda *a: False,
+    ),
+    (
+        "events_without_id_lines:streaming:sync",
+        "resources.streams",
+        None,
+        "stream_events_after",
+        _old_event_filter,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("cell", "module", "owner", "name", "mutant"), PLATFORM_MUTANTS, ids=lambda v: str(v)
+)
+def test_a_client_that_breaks_a_platform_rule_fails_its_cell(
+    env: Env,
+    monkeypatch: pytest.MonkeyPatch,
+    cell: str,
+    module: str,
+    owner: str | None,
+    name: str,
+    mutant: Any,
+) -> None:
+    import importlib
+
+    target: Any = importlib.import_module(f"haufe_copilot.{module}")
+    monkeypatch.setattr(getattr(target, owner) if owner else target, name, mutant)
+    result = run_cell(_cell(f"platform:{cell}"), env)
+    assert not result.passed, result.explain()
+
+
 def test_a_client_that_drops_the_partial_fails_its_cell(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(errors.HaufeCopilotError, "partial", property(lambda self: "", lambda self, v: None))
     result = run_cell(_cell("core:malformed:streaming:sync"), env)

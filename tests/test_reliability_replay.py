@@ -314,6 +314,48 @@ def test_an_async_streams_error_event_is_raised_and_not_re_observed(
     assert len(observations) == 1  # observed once: the error is the stream's, not a reason to retry
 
 
+HANDLE = reply(202, JSON, b'{"stream_id": "s-1", "status": "pending", "message": "started"}')
+EVENTS_ERROR_FIRST = (
+    b'id: 1\nevent: error\ndata: {"error_code": "rate_limit_gateway", "detail": "slow down"}\n\n'
+    b'id: 2\nevent: done\ndata: {"status": "failed"}\n\n'
+)
+RESPONSE_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {"name": "a", "schema": {"type": "object", "properties": {"x": {"type": "string"}}}},
+}
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("caller", ["core", "langchain", "llama_index"])
+async def test_an_error_event_first_in_an_async_stream_is_raised_not_re_observed(
+    scripted: list[RawServer], flavour: str, caller: str
+) -> None:
+    server = serve(scripted, HANDLE, reply(200, SSE, EVENTS_ERROR_FIRST, chunked=True))
+    with pytest.raises(errors.RateLimitError):
+        if caller == "core":
+            sync, async_ = clients(server.url)
+            if flavour == "sync":
+                list(sync.streams.events(sync.streams.start(messages=user()).stream_id))
+            else:
+                handle = await async_.streams.start(messages=user())
+                async for _ in async_.streams.events(handle.stream_id):
+                    pass
+        elif caller == "langchain":
+            structured = _adapter(caller, server.url).with_structured_output(
+                RESPONSE_FORMAT["json_schema"]["schema"] | {"title": "A"}, method="json_schema"
+            )
+            await structured.ainvoke("Frage") if flavour == "async" else structured.invoke("Frage")
+        else:
+            from llama_index.core.llms import ChatMessage
+
+            model, messages = _adapter(caller, server.url), [ChatMessage(role="user", content="Frage")]
+            if flavour == "async":
+                await model.achat(messages, response_format=RESPONSE_FORMAT)
+            else:
+                model.chat(messages, response_format=RESPONSE_FORMAT)
+    assert [r.method for r in server.requests] == ["POST", "GET"]  # started once, observed once
+
+
 # -- point 5: an async stream's start is idempotent; a completion is retried only where safe ----
 
 

@@ -56,7 +56,9 @@ ASSISTANT_ID = DEFAULT_ASSISTANT_ID
 
 Mode = Literal["blocking", "streaming"]
 Flavor = Literal["sync", "async"]
-Layer = Literal["core", "langchain", "llama_index", "core-thread", "langchain-thread", "llama_index-thread"]
+Layer = Literal[
+    "core", "langchain", "llama_index", "core-thread", "langchain-thread", "llama_index-thread", "platform"
+]
 ServerKind = Literal[
     "emulator", "refused", "reset", "malformed", "gzip_bomb", "html_bomb", "deep_json", "huge_detail", "empty"
 ]
@@ -826,6 +828,8 @@ async def _adapter_run_async(
 
 def run_cell(cell: Cell, env: Env) -> CellResult:
     """Run one cell against `env` and judge it."""
+    if cell.layer == "platform":
+        return run_platform_cell(cell)
     started = time.monotonic()
     fault = cell.fault
     thread_scenario = THREAD_SCENARIOS.get(cell.row) if cell.layer.endswith("-thread") else None
@@ -1003,6 +1007,188 @@ def _judge_thread_scenario(cell: Cell, scenario: ThreadScenario, fault: Fault, o
     return problems
 
 
+# -- the platform APIs: replays and ends of streams, against scripted raw servers -------------
+#
+# Completions and async streams, where a replay would run a completion twice or start a second
+# stream, and where a stream must reach its end: each fault is a script of raw answers
+# (`servers.RawServer("scripted")`), and a cell checks the error and the requests received.
+
+
+def _sse_chunk(content: str) -> bytes:
+    chunk = {"id": "c-1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    chunk["choices"] = [{"index": 0, "delta": {"content": content}, "finish_reason": None}]
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+def _sse(body: bytes) -> bytes:
+    return reply(200, "text/event-stream", body, chunked=True)
+
+
+def _conflict_409(request: RawRequest) -> bytes:
+    return reply(409, "application/json", b'{"error_code": "conflict", "detail": "exists"}')
+
+
+def _status_of(request: RawRequest) -> bytes:
+    stream_id = request.target.split("/")[-2]
+    return reply(
+        200, "application/json", json.dumps({"stream_id": stream_id, "status": "processing"}).encode()
+    )
+
+
+_RATE_LIMITED = b'{"error_code": "rate_limit_gateway", "detail": "slow down"}'
+_NO_ID_EVENTS = (
+    b'id: 1\nevent: status\ndata: {"status": "processing"}\n\n'
+    b'event: delta\ndata: {"content": "ohne "}\n\n'
+    b'id: 2\nevent: delta\ndata: {"content": "mit Id"}\n\n'
+    b'id: 3\nevent: done\ndata: {"status": "completed"}\n\n'
+)
+
+
+@dataclass(frozen=True)
+class PlatformFault:
+    summary: str
+    call: Literal["completion", "start", "events"]
+    script: tuple[Any, ...]
+    modes: tuple[Mode, ...]
+    error: type[errors.HaufeCopilotError] | None
+    #: The methods of the requests the server must receive, in order.
+    requests: tuple[str, ...]
+    #: The text the caller must receive (the deltas).
+    text: str | None = None
+
+    @property
+    def expected(self) -> str:
+        return self.error.__name__ if self.error else "an answer"
+
+
+PLATFORM_FAULTS: dict[str, PlatformFault] = {
+    "completion_error_event_first": PlatformFault(
+        "HTTP 200, then an SSE `error` event (rate_limit_gateway): not retried",
+        "completion",
+        (_sse(b"event: error\ndata: " + _RATE_LIMITED + b"\n\n"),),
+        ("blocking", "streaming"),
+        errors.RateLimitError,
+        ("POST",),
+    ),
+    "completion_error_chunk_first": PlatformFault(
+        "HTTP 200, then a data chunk that is an {error_code} object: not retried",
+        "completion",
+        (_sse(b"data: " + _RATE_LIMITED + b"\n\n"),),
+        ("blocking", "streaming"),
+        errors.RateLimitError,
+        ("POST",),
+    ),
+    "completion_without_done": PlatformFault(
+        "two chunks, then the body ends without [DONE] or a finish_reason",
+        "completion",
+        (_sse(_sse_chunk("Die Frist ") + _sse_chunk("beträgt ")),),
+        ("blocking", "streaming"),
+        errors.APIConnectionError,
+        ("POST",),
+    ),
+    "completion_reset_after_sending": PlatformFault(
+        "RST after the request was sent: the completion may have run, so it is not re-sent",
+        "completion",
+        (None,),
+        ("blocking", "streaming"),
+        errors.APIConnectionError,
+        ("POST",),
+    ),
+    "start_202_lost_to_a_reset": PlatformFault(
+        "the start is taken and reset; the retry (same stream_id) gets 409: its handle, one stream",
+        "start",
+        (None, _conflict_409, _status_of),
+        ("blocking",),
+        None,
+        ("POST", "POST", "GET"),
+    ),
+    "events_without_id_lines": PlatformFault(
+        "async-stream events without an `id:` line between numbered ones: all delivered",
+        "events",
+        (_sse(_NO_ID_EVENTS),),
+        ("streaming",),
+        None,
+        ("GET",),
+        text="ohne mit Id",
+    ),
+}
+
+_TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+
+
+def _platform_sync(fault: PlatformFault, mode: Mode, client: HaufeCopilotClient, call: _Call) -> None:
+    if fault.call == "start":
+        client.streams.start(messages=_messages())
+    elif fault.call == "events":
+        for event in client.streams.events("s-1"):
+            call.delivered.append(getattr(event, "content", "") if event.event == "delta" else "")
+    elif mode == "blocking":  # with tools a blocking completion streams and assembles
+        client.completions.create(messages=_messages(), tools=[_TOOL] if fault.script[0] else None)
+    else:
+        for chunk in client.completions.create(messages=_messages(), stream=True):
+            call.delivered.append(chunk.choices[0].delta.content or "" if chunk.choices else "")
+
+
+async def _platform_async(
+    fault: PlatformFault, mode: Mode, client: AsyncHaufeCopilotClient, call: _Call
+) -> None:
+    if fault.call == "start":
+        await client.streams.start(messages=_messages())
+    elif fault.call == "events":
+        async for event in client.streams.events("s-1"):
+            call.delivered.append(getattr(event, "content", "") if event.event == "delta" else "")
+    elif mode == "blocking":
+        await client.completions.create(messages=_messages(), tools=[_TOOL] if fault.script[0] else None)
+    else:
+        async for chunk in await client.completions.create(messages=_messages(), stream=True):
+            call.delivered.append(chunk.choices[0].delta.content or "" if chunk.choices else "")
+
+
+def run_platform_cell(cell: Cell) -> CellResult:
+    started = time.monotonic()
+    fault = PLATFORM_FAULTS[cell.row]
+    o, call = Observed(), _Call()
+    with RawServer("scripted", script=fault.script) as server:
+        options = {"api_key": "sk-matrix-platform", "base_url": server.url, "max_retries": 2}
+        try:
+            if cell.flavor == "sync":
+                with HaufeCopilotClient(**options) as client:
+                    _platform_sync(fault, cell.mode, client, call)
+            else:
+
+                async def run() -> None:
+                    async with AsyncHaufeCopilotClient(**options) as client:
+                        await _platform_async(fault, cell.mode, client, call)
+
+                asyncio.run(run())
+        except errors.HaufeCopilotError as exc:
+            _record_error(call, exc, o)
+        requests = list(server.requests)
+    o.attempts, o.delivered = len(requests), "".join(call.delivered)
+    problems = []
+    if o.error != (fault.error.__name__ if fault.error else None):
+        problems.append(f"raised {o.error}, expected {fault.expected}: {o.message[:200]}")
+    if tuple(r.method for r in requests) != fault.requests:
+        problems.append(
+            f"the server received {[r.method for r in requests]}, expected {list(fault.requests)}"
+        )
+    if fault.call == "start" and len({r.target for r in requests if r.method == "POST"}) != 1:
+        problems.append(f"the starts named different streams: {[r.target for r in requests]}")
+    if cell.mode == "streaming" and o.error and o.partial != o.delivered:
+        problems.append(f"partial holds {len(o.partial)} characters, the caller got {len(o.delivered)}")
+    if fault.text is not None and o.delivered != fault.text:
+        problems.append(f"the caller got {o.delivered!r}, expected {fault.text!r}")
+    return CellResult(cell, not problems, problems, o, time.monotonic() - started)
+
+
+CELLS += [
+    Cell("platform", name, mode, flavor)
+    for name, fault in PLATFORM_FAULTS.items()
+    for mode in fault.modes
+    for flavor in FLAVORS
+]
+
+
 # -- the table ---------------------------------------------------------------------------------
 
 
@@ -1058,6 +1244,14 @@ def _sections(results: Mapping[str, CellResult]) -> list[tuple[str, list[str], l
             ["scenario", "what", *both],
             scenario_rows,
         ),
+        (
+            "Platform APIs: no replay runs a completion twice or starts a second stream; streams end",
+            ["fault", "what", "expected", *cols],
+            [
+                [name, f.summary, f.expected, *(_mark(get("platform", name, m, fl)) for m, fl in COLUMNS)]
+                for name, f in PLATFORM_FAULTS.items()
+            ],
+        ),
     ]
 
 
@@ -1076,6 +1270,8 @@ def waits_summary(results: Sequence[CellResult]) -> str:
     asked: list[float] = []
     backoff: list[tuple[float, float]] = []
     for result in results:
+        if result.cell.layer == "platform":  # nothing there is retried
+            continue
         o = result.observed
         server_asked = result.cell.fault.retry_after is not None
         for announced, measured in zip(o.announced, o.waits, strict=False):
