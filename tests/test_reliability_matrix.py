@@ -251,7 +251,7 @@ PLATFORM_MUTANTS = [
 
 
 @pytest.mark.parametrize(
-    ("cell", "module", "owner", "name", "mutant"), PLATFORM_MUTANTS, ids=lambda v: str(v)
+    ("cell", "module", "owner", "name", "mutant"), PLATFORM_MUTANTS, ids=[m[0] for m in PLATFORM_MUTANTS]
 )
 def test_a_client_that_breaks_a_platform_rule_fails_its_cell(
     env: Env,
