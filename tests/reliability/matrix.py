@@ -1320,7 +1320,9 @@ def markdown_report(results: Sequence[CellResult], seconds: float) -> str:
         f"`make faults` on {time.strftime('%Y-%m-%d')}: **{totals(results)}**, in {seconds:.0f} s.",
         "",
         "Each cell calls the client against the emulator (or a raw socket server, for a reset before "
-        "the status line and a blocking answer that is not JSON; or a port where nothing listens) "
+        "the status line, a blocking answer that is not JSON and an empty 200; or a port where nothing "
+        "listens; the platform rows run against scripted raw answers and check the error and the "
+        "requests the server received) "
         "and checks: the exception's class, `error_code` and status; the attempts that reached the "
         "server (and that the client sent); the waits between them, announced by the client and "
         "measured (`Retry-After` / `retry-after-ms` honoured, else the 0.5 s x 2^n backoff); that "
