@@ -121,7 +121,8 @@ class Streams:
         correlation_id. `stream_id` is optional: without it the client chooses one (a UUID), so
         that a start retried after its answer was lost finds the stream the first attempt
         started instead of starting a second; a 409 for a stream this call started returns its
-        handle (status as the server reports it now).
+        handle (status as the server reports it now). Give your own `stream_id` to be able to
+        look the stream up (`status()`) after a start that failed once its request was sent.
         """
         chosen_here = stream_id is None
         spec = build_stream_start(
