@@ -403,13 +403,15 @@ def parse_stream_status(content: bytes) -> StreamStatus:
 def parse_stream_event(event: ServerSentEvent, last_id: int | None = None) -> StreamEvent:
     """One async-stream event. Given `last_id` (the id of the event before it), an event without
     an `id` value of its own keeps that id, as SSE says; without it, the id carried over."""
-    raw_id = event.id if event.own_id or last_id is None else None
-    try:
-        event_id = int(raw_id or "") if raw_id is not None or last_id is None else last_id
-    except ValueError:
-        raise APIResponseValidationError(
-            f"An async-stream event has no numeric id (id={event.id!r}, event={event.event!r})."
-        ) from None
+    if last_id is not None and not (event.own_id and event.id is not None):
+        event_id = last_id  # no id of its own: it keeps the last one
+    else:
+        try:
+            event_id = int(event.id or "")
+        except ValueError:
+            raise APIResponseValidationError(
+                f"An async-stream event has no numeric id (id={event.id!r}, event={event.event!r})."
+            ) from None
     data = event.json()
     if not isinstance(data, Mapping):
         raise APIResponseValidationError(
