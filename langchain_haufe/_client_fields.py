@@ -39,7 +39,7 @@ class HaufeClientFields(BaseModel):
     timeout: float | httpx.Timeout | None = None
     """Seconds, or an `httpx.Timeout`; default connect 5 s, read 60 s."""
     max_retries: int = 2
-    """Attempts after the first (docs/contract.md, Retries: streams only before their first delta)."""
+    """Attempts after the first; never once the server answered 2xx (docs/contract.md, Retries)."""
     default_headers: dict[str, str] | None = None
     http_client: httpx.Client | None = Field(default=None, exclude=True)
     """An `httpx.Client` you own, for the sync calls."""
