@@ -231,6 +231,33 @@ async def test_an_adapter_continuing_a_thread_sends_a_200_error_turn_once(
     assert server.request_count() == 2 and len(continued) == 1  # the turn went out once
 
 
+@pytest.mark.parametrize("kind", ["langchain", "llama_index"])
+async def test_a_5xx_line_on_a_continuation_moves_to_a_new_thread_never_again_to_the_old(
+    scripted: list[RawServer], kind: str
+) -> None:
+    # The old thread may hold the turn now: the adapter answers from a new thread with the whole
+    # history (its documented fallback), and the next call continues that one.
+    error = b'{"error_code": "internal_server_error", "detail": "Internal Server Error"}\n'
+    fresh = {**CHUNK, "thread_id": "t-2", "message_id": "m-2"}
+    server = serve(
+        scripted,
+        reply(200, JSON, json.dumps(FIRST_ANSWER).encode()),
+        reply(200, NDJSON, error, chunked=True),
+        reply(200, NDJSON, json.dumps(fresh).encode() + b"\n", chunked=True),
+    )
+    model = _adapter(kind, server.url)
+    history = _continued_history(kind, model)
+    if kind == "langchain":
+        metadata: dict[str, Any] = {}
+        for chunk in model.stream(history):
+            metadata.update(chunk.response_metadata)
+    else:
+        metadata = dict(list(model.stream_chat(history))[-1].message.additional_kwargs)
+    on_old = [r for r in server.requests if "thread_id=t-1" in r.target]
+    assert len(on_old) == 1 and server.request_count() == 3
+    assert metadata["thread_id"] == "t-2" and metadata["thread_action"] == "new"
+
+
 @pytest.mark.parametrize("flavour", FLAVOURS)
 @pytest.mark.parametrize("kind", ["langchain", "llama_index"])
 async def test_an_adapter_calling_tools_sends_a_200_error_completion_once(
