@@ -17,10 +17,17 @@ from pydantic import BaseModel, ValidationError
 
 from .compose import compose_answer, intent_for, select_sources
 from .corpus import Excerpt, load_corpus
-from .faults import ErrorAnswer, FaultPlan, error_answer
+from .faults import (
+    ERROR_CATALOGUE,
+    ErrorAnswer,
+    FaultHeaderOutOfRange,
+    FaultPlan,
+    error_answer,
+    error_body,
+)
 from .ranking import BM25Index
 from .responses import silence_abrupt_close_logs
-from .state import EmulatorState
+from .state import EmulatorState, decode_body
 
 DEFAULT_API_KEY = "sk-emulator-dev"
 DEFAULT_ASSISTANT_ID = "a1b2c3d4-5678-9abc-def0-1234567890ab"
@@ -101,28 +108,95 @@ class RequestContext:
         return Response(body, status_code=status_code, media_type="application/json", headers=self.headers)
 
 
-async def begin(request: Request, state: EmulatorState, config: EmulatorConfig) -> RequestContext | Response:
-    """Read, record and fault one request; a Response when it ends here."""
-    request_id = uuid.uuid4().hex
-    raw = await request.body()
-    body: Any
+#: The largest request body the emulator reads; a larger one is a 413 (the body is not kept).
+MAX_BODY_BYTES = 4 * 1024 * 1024
+#: How long a request body may take to arrive once its headers have (a 408 after).
+BODY_TIMEOUT_SECONDS = 30.0
+TOO_LARGE = (
+    f"The request body is larger than the emulator accepts ({MAX_BODY_BYTES // (1024 * 1024)} MiB): "
+    "send fewer or shorter messages."
+)
+TOO_SLOW = f"The request body did not arrive within {BODY_TIMEOUT_SECONDS:g} seconds."
+
+
+def key_ok(request: Request, config: EmulatorConfig, *, platform: bool) -> bool:
+    """The assistant API's `api-key`, or the platform APIs' `Authorization: Bearer <key>`."""
+    if platform:
+        return bearer_ok(request, config)
+    return request.headers.get("api-key") in config.api_keys
+
+
+async def read_body(request: Request) -> bytes | Response:
+    """The whole body, or the error that ends the request: 413 beyond `MAX_BODY_BYTES` (found
+    from `Content-Length` before reading, or while reading a chunked body), 408 when it takes
+    longer than `BODY_TIMEOUT_SECONDS`. What was read of a refused body is dropped at once."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return _plain_error(413, "request_too_large", TOO_LARGE)
+    chunks: list[bytes] = []
+    size = 0
     try:
-        body = json.loads(raw) if raw else None
-    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
-        body = raw.decode("utf-8", errors="replace")
-    state.record_request(
-        request_id, request.method, request.url.path, dict(request.query_params), dict(request.headers), body
-    )
+        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    return _plain_error(413, "request_too_large", TOO_LARGE)
+                chunks.append(chunk)
+    except TimeoutError:
+        too_slow = _plain_error(408, "request_timeout", TOO_SLOW)
+        too_slow.headers["connection"] = "close"  # a client this slow is not kept waiting on
+        return too_slow
+    return b"".join(chunks)
+
+
+def _plain_error(status: int, error_code: str, detail: Any) -> Response:
+    """An `{error_code, detail}` answer, the shape both API families use for their errors."""
+    body = json.dumps({"error_code": error_code, "detail": detail}, ensure_ascii=False).encode("utf-8")
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _fault_header_invalid(exc: FaultHeaderOutOfRange, *, platform: bool) -> Response:
+    """A 422 in the family's documented validation shape, located at the header."""
+    problem = {"loc": ["header", exc.header], "type": "value_error"}
+    if platform:
+        body: dict[str, Any] = {"detail": [{**problem, "msg": str(exc)}]}
+    else:
+        body = error_body("validation_error", [{**problem, "message": str(exc)}])
+    return Response(json.dumps(body).encode(), status_code=422, media_type="application/json")
+
+
+async def begin(
+    request: Request, state: EmulatorState, config: EmulatorConfig, *, platform: bool
+) -> RequestContext | Response:
+    """Authorise, read, record and fault one request; a Response when it ends here.
+
+    The order is what keeps a stranger cheap: the key is checked before anything else (no fault
+    header acts, no body is read for a request without one), then the fault headers (bounded),
+    then the body (capped). A refused request is recorded without its body."""
+    request_id = uuid.uuid4().hex
+
+    def record(raw: bytes | None) -> None:
+        query, headers = dict(request.query_params), dict(request.headers)
+        state.record_request(request_id, request.method, request.url.path, query, headers, raw)
+
+    def refuse(response: Response) -> Response:
+        record(None)
+        response.headers["x-request-id"] = request_id
+        return response
+
+    if not key_ok(request, config, platform=platform):
+        return refuse(_plain_error(401, "unauthorized", ERROR_CATALOGUE["unauthorized"][1]))
     try:
         plan = config.faults.with_headers(request.headers)
+    except FaultHeaderOutOfRange as exc:
+        return refuse(_fault_header_invalid(exc, platform=platform))
     except ValueError as exc:
-        return Response(
-            json.dumps({"error_code": "emulator_bad_fault_header", "detail": str(exc)}).encode(),
-            status_code=400,
-            media_type="application/json",
-            headers={"x-request-id": request_id},
-        )
-    context = RequestContext(request, request_id, body, plan)
+        return refuse(_plain_error(400, "emulator_bad_fault_header", str(exc)))
+    raw = await read_body(request)
+    if isinstance(raw, Response):
+        return refuse(raw)
+    record(raw)
+    context = RequestContext(request, request_id, decode_body(raw), plan)
     if plan.delay:
         await asyncio.sleep(plan.delay)
     if (plan.fault_times is not None and plan.fault_id is not None) or plan.fault is not None:

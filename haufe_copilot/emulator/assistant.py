@@ -62,11 +62,9 @@ def add_assistant_routes(
     app: FastAPI, config: EmulatorConfig, state: EmulatorState, knowledge: Knowledge
 ) -> None:
     async def prepare(request: Request) -> tuple[RequestContext, Thread, ComposedAnswer] | Response:
-        context = await begin(request, state, config)
+        context = await begin(request, state, config, platform=False)
         if isinstance(context, Response):
             return context
-        if request.headers.get("api-key") not in config.api_keys:
-            return context.error("unauthorized")
         parsed = parse_body(context, _ChatRequest, _LenientChatRequest, config)
         if isinstance(parsed, Response):
             return parsed

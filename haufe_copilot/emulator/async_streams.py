@@ -64,12 +64,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .app import EmulatorConfig, Knowledge, RequestContext, bearer_ok, begin, parse_body
+from .app import EmulatorConfig, Knowledge, RequestContext, begin, parse_body
 from .assistant import split_deltas
 from .faults import error_body
 from .responses import StreamingBody, sse_frame
 from .state import EmulatorState, StreamRecord
-from .tooling import calls_after_tool_results, split_fragments, tool_calls_for, value_for_schema
+from .tooling import (
+    UnsupportedSchema,
+    calls_after_tool_results,
+    split_fragments,
+    tool_calls_for,
+    value_for_schema,
+)
 
 __all__ = ["AsyncStream", "AsyncStreamRegistry", "LoggedEvent", "Observation", "add_async_stream_routes"]
 
@@ -529,7 +535,8 @@ def _thinking_text(question: str, answer_sources: Iterable[Any]) -> str:
 def plan_generation(
     body: _AsyncRequest, knowledge: Knowledge, config: EmulatorConfig, delta_count: int | None
 ) -> _Generation:
-    """Every event the stream will produce after `status: processing` and before `done`."""
+    """Every event the stream will produce after `status: processing` and before `done`;
+    `UnsupportedSchema` where a tool's or the response format's schema is beyond the emulator."""
     messages = [m.model_dump() for m in body.messages]
     question, history = _question_and_history(messages)
     answer = knowledge.answer(question, history)
@@ -556,13 +563,19 @@ def plan_generation(
         elif body.response_format is not None and body.response_format.type == "tool_call":
             choice = "required"
         tools = [tool.model_dump(exclude_none=True) for tool in body.tools]
-        calls = tool_calls_for(question, tools, choice)
+        try:
+            calls = tool_calls_for(question, tools, choice)
+        except UnsupportedSchema as exc:
+            raise exc.at("body", "tools") from None
     elif body.tools and results:
         tools = [tool.model_dump(exclude_none=True) for tool in body.tools]
         choice = body.tool_choice
         if isinstance(choice, _ChosenTool):
             choice = choice.model_dump()
-        calls = calls_after_tool_results(question, tools, choice, _tool_names(messages).values())
+        try:
+            calls = calls_after_tool_results(question, tools, choice, _tool_names(messages).values())
+        except UnsupportedSchema as exc:
+            raise exc.at("body", "tools") from None
     for index, call in enumerate(calls):
         arguments = json.dumps(call.arguments, ensure_ascii=False)
         fragments = split_fragments(arguments, ARGUMENT_FRAGMENT_SIZE) or [""]
@@ -578,7 +591,11 @@ def plan_generation(
     if not calls:
         schema = body.response_format.target_schema if body.response_format is not None else None
         if schema is not None:
-            deltas = pieces_of(json.dumps(value_for_schema(schema, question), ensure_ascii=False))
+            try:
+                value = value_for_schema(schema, question)
+            except UnsupportedSchema as exc:
+                raise exc.at("body", "response_format", "json_schema", "schema") from None
+            deltas = pieces_of(json.dumps(value, ensure_ascii=False))
         else:
             deltas = pieces_of(_with_tool_results(answer.text, messages, results))
             if body.max_tokens is not None:
@@ -667,16 +684,6 @@ async def _observe(
 # -- the routes ------------------------------------------------------------------------------
 
 
-def _delta_count(request: Request) -> int | None:
-    raw = request.headers.get("x-emulator-delta-count")
-    if raw is None:
-        return None
-    count = int(raw)
-    if count < 0:
-        raise ValueError
-    return count
-
-
 def add_async_stream_routes(
     app: FastAPI, config: EmulatorConfig, state: EmulatorState, knowledge: Knowledge
 ) -> None:
@@ -684,12 +691,7 @@ def add_async_stream_routes(
     app.state.async_streams = registry
 
     async def authorised(request: Request) -> RequestContext | Response:
-        context = await begin(request, state, config)
-        if isinstance(context, Response):
-            return context
-        if not bearer_ok(request, config):
-            return context.error("unauthorized")
-        return context
+        return await begin(request, state, config, platform=True)
 
     def invalid(context: RequestContext, loc: list[Any], msg: str, kind: str = "value_error") -> Response:
         return context.json({"detail": [{"loc": loc, "msg": msg, "type": kind}]}, status_code=422)
@@ -717,20 +719,13 @@ def add_async_stream_routes(
                 "stream_id must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' and '-'",
                 "string_pattern_mismatch",
             )
-        try:
-            delta_count = _delta_count(request)
-        except ValueError:
-            return context.json(
-                {
-                    "error_code": "emulator_bad_fault_header",
-                    "detail": "x-emulator-delta-count must be a whole number >= 0",
-                },
-                status_code=400,
-            )
         parsed = parse_body(context, _AsyncRequest, _LenientAsyncRequest, config, platform=True)
         if isinstance(parsed, Response):
             return parsed
-        generation = plan_generation(parsed, knowledge, config, delta_count)
+        try:
+            generation = plan_generation(parsed, knowledge, config, context.plan.delta_count)
+        except UnsupportedSchema as exc:
+            return invalid(context, list(exc.loc), str(exc))
         try:
             stream = registry.create(stream_id or str(uuid.uuid4()))
         except KeyError:

@@ -37,12 +37,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .app import EmulatorConfig, Knowledge, RequestContext, bearer_ok, begin, parse_body
+from .app import EmulatorConfig, Knowledge, RequestContext, begin, parse_body
 from .assistant import split_deltas
 from .faults import error_body
 from .responses import StreamingBody, sse_frame
 from .state import EmulatorState, StreamRecord
-from .tooling import PlannedToolCall, calls_after_tool_results, split_fragments, tool_calls_for
+from .tooling import (
+    PlannedToolCall,
+    UnsupportedSchema,
+    calls_after_tool_results,
+    split_fragments,
+    tool_calls_for,
+)
 
 PATH = "/api/v1/chat/completions"
 #: Characters per streamed tool-call argument fragment.
@@ -550,11 +556,9 @@ def add_completions_routes(
 
     @app.post(PATH)
     async def chat_completions(request: Request) -> Response:
-        context = await begin(request, state, config)
+        context = await begin(request, state, config, platform=True)
         if isinstance(context, Response):
             return context
-        if not bearer_ok(request, config):
-            return context.error("unauthorized")
         parsed = parse_body(context, _CompletionRequest, _LenientCompletionRequest, config, platform=True)
         if isinstance(parsed, Response):
             return parsed
@@ -571,7 +575,11 @@ def add_completions_routes(
                 {"error_code": "streaming_requires_event_stream", "detail": STREAMING_REQUIRES_EVENT_STREAM},
                 status_code=400,
             )
-        answer = _compose(parsed, knowledge)
+        try:
+            answer = _compose(parsed, knowledge)
+        except UnsupportedSchema as exc:
+            problem = {"loc": ["body", "tools"], "msg": str(exc), "type": "value_error"}
+            return context.json({"detail": [problem]}, status_code=422)
         meta = _Meta(
             completion_id="chatcmpl-" + uuid.uuid4().hex,
             created=int(time.time()),

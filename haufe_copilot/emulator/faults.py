@@ -26,11 +26,17 @@ measures the client and not the server; on the completions endpoint,
 `x-emulator-bulk-tool-fragments: <m>` then adds one tool call (where the question asks for one)
 whose arguments come in m fragments; `x-emulator-bulk-delta-chars: <k>` makes each assistant
 delta k characters long (default 5, one word).
+
+Every parameter has a range (`FAULT_BOUNDS`): a value that is not a number is a 400
+`emulator_bad_fault_header`, a number outside its range a 422 naming the header and its range,
+so that one request cannot make the emulator sleep forever or build an answer of gigabytes. The
+bounds are far above what the tests and benchmarks use.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -113,6 +119,74 @@ def _json(obj: Any) -> bytes:
 
 
 @dataclass(frozen=True)
+class Bound:
+    """The accepted range of one fault parameter: numbers from `low` to `high`; text of at most
+    `high` characters (`low` unused)."""
+
+    low: float
+    high: float
+    unit: str = ""
+
+    def describe(self) -> str:
+        if self.unit == "characters":
+            return f"at most {self.high:,.0f} characters"
+        unit = f" {self.unit}" if self.unit else ""
+        return f"from {self.low:g} to {self.high:,.0f}{unit}"
+
+
+#: The range of every `x-emulator-*` parameter, by `FaultPlan` field.
+FAULT_BOUNDS: dict[str, Bound] = {
+    "fault": Bound(0, 64, "characters"),
+    "fault_times": Bound(0, 1_000_000),
+    "fault_id": Bound(0, 256, "characters"),
+    "retry_after": Bound(0, 64, "characters"),
+    "retry_after_ms": Bound(0, 64, "characters"),
+    "delay": Bound(0, 60, "seconds"),
+    "delta_delay": Bound(0, 10, "seconds"),
+    "cut_after": Bound(0, 1_000_000),
+    "malformed_after": Bound(0, 1_000_000),
+    "stream_error": Bound(0, 64, "characters"),
+    "stream_error_after": Bound(0, 1_000_000),
+    # an async stream's events are kept in its log: 10k of them are a few MB
+    "delta_count": Bound(0, 10_000),
+    # bulk answers are generated as they are sent, in 64 KiB writes: only their length grows
+    "bulk": Bound(0, 1_000_000),
+    "bulk_tool_fragments": Bound(0, 100_000),
+    "bulk_delta_chars": Bound(1, 1_048_576),
+}
+
+
+def header_name(field_name: str) -> str:
+    return "x-emulator-" + field_name.replace("_", "-")
+
+
+class FaultHeaderOutOfRange(ValueError):
+    """A fault parameter outside its `FAULT_BOUNDS` range (the emulator answers 422)."""
+
+    def __init__(self, header: str, raw: str, bound: Bound) -> None:
+        self.header = header
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        super().__init__(f"{header} must be {bound.describe()}, not {shown!r}")
+
+
+def _checked(field_name: str, kind: str, raw: str) -> Any:
+    """The header's value as its field's type, within its bound."""
+    header = header_name(field_name)
+    bound = FAULT_BOUNDS[field_name]
+    if kind.startswith(("float", "int")):
+        try:
+            number: float = float(raw) if kind.startswith("float") else int(raw)
+        except ValueError:
+            raise ValueError(f"{header} must be a number, not {raw!r}") from None
+        if not (math.isfinite(number) and bound.low <= number <= bound.high):
+            raise FaultHeaderOutOfRange(header, raw, bound)
+        return number
+    if len(raw) > bound.high:
+        raise FaultHeaderOutOfRange(header, raw, bound)
+    return raw
+
+
+@dataclass(frozen=True)
 class FaultPlan:
     """What to break in one answer; every field off by default."""
 
@@ -130,30 +204,25 @@ class FaultPlan:
     bulk: int | None = None
     bulk_tool_fragments: int = 0
     bulk_delta_chars: int = 5
+    #: Async streams only: the answer is exactly this many delta events.
+    delta_count: int | None = None
 
     def without_faults(self) -> FaultPlan:
         """This plan with its errors and stream faults off (delays are kept)."""
         return replace(self, fault=None, cut_after=None, malformed_after=None, stream_error=None)
 
     def with_headers(self, headers: Mapping[str, str]) -> FaultPlan:
-        """This plan with the request's `x-emulator-*` headers applied on top."""
+        """This plan with the request's `x-emulator-*` headers applied on top.
+
+        `FaultHeaderOutOfRange` for a value outside its bound, `ValueError` for one that is not
+        a number or not a known fault."""
         changes: dict[str, Any] = {}
         for spec in fields(self):
-            raw = headers.get("x-emulator-" + spec.name.replace("_", "-"))
+            raw = headers.get(header_name(spec.name))
             if raw is None:
                 continue
             kind = spec.type if isinstance(spec.type, str) else str(spec.type)
-            try:
-                if kind.startswith("float"):
-                    changes[spec.name] = float(raw)
-                elif kind.startswith("int"):
-                    changes[spec.name] = int(raw)
-                else:
-                    changes[spec.name] = raw
-            except ValueError:
-                raise ValueError(
-                    f"x-emulator-{spec.name.replace('_', '-')} must be a number, not {raw!r}"
-                ) from None
+            changes[spec.name] = _checked(spec.name, kind, raw)
         plan = replace(self, **changes) if changes else self
         if plan.fault is not None and not is_known_fault(plan.fault):
             raise ValueError(f"unknown fault {plan.fault!r}")

@@ -1,13 +1,16 @@
 """What the emulator remembers: its threads, and a record of what it received and did.
 
 The record is what tests assert on (the request bodies a client really sent, when a client
-disconnected), so it is kept for every request, bounded so that a soak run does not grow it
-without end.
+disconnected), so it is kept for every request, bounded in count and in bytes so that a soak run
+or a client sending large bodies does not grow it without end. A request the emulator refused
+before reading its body (a bad key, a bad fault header, a body over the cap) is recorded without
+its body.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import threading
 import time
 import uuid
@@ -18,7 +21,22 @@ from typing import Any
 from .._logging import redacted_headers
 
 MAX_RECORDS = 10_000
+#: The recorded bodies (as received) and headers together stay under this many bytes.
+MAX_RECORD_BYTES = 64 * 1024 * 1024
 MAX_THREADS = 10_000
+#: Distinct `x-emulator-fault-id`s counted; the oldest is forgotten beyond.
+MAX_FAULT_IDS = 100_000
+
+
+def decode_body(raw: bytes | None) -> Any:
+    """A request body as the endpoints see it: its JSON, the text where it is not JSON (or
+    nests deeper than the parser goes), None where there is none."""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return raw.decode("utf-8", errors="replace")
 
 
 @dataclass
@@ -36,8 +54,20 @@ class RecordedRequest:
     path: str
     query: dict[str, str]
     headers: dict[str, str]  # credentials redacted
-    body: Any
+    #: The body as received; None where the emulator refused the request before reading it.
+    raw_body: bytes | None
     at: float  # time.monotonic()
+
+    @property
+    def body(self) -> Any:
+        """The body's JSON (decoded on each access: the record keeps only the bytes)."""
+        return decode_body(self.raw_body)
+
+    @property
+    def size(self) -> int:
+        """What this record counts against `MAX_RECORD_BYTES`."""
+        headers = sum(len(name) + len(value) for name, value in self.headers.items())
+        return len(self.raw_body or b"") + headers + len(self.path) + 200
 
 
 @dataclass
@@ -59,9 +89,10 @@ class EmulatorState:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._threads: OrderedDict[str, Thread] = OrderedDict()
-        self.requests: collections.deque[RecordedRequest] = collections.deque(maxlen=MAX_RECORDS)
+        self.requests: collections.deque[RecordedRequest] = collections.deque()
+        self.recorded_bytes = 0
         self.streams: collections.deque[StreamRecord] = collections.deque(maxlen=MAX_RECORDS)
-        self.fault_counts: collections.Counter[str] = collections.Counter()
+        self.fault_counts: OrderedDict[str, int] = OrderedDict()
 
     # threads -------------------------------------------------------------------------------
 
@@ -86,10 +117,18 @@ class EmulatorState:
         path: str,
         query: dict[str, str],
         headers: dict[str, str],
-        body: Any,
+        raw_body: bytes | None,
     ) -> None:
         safe = redacted_headers(headers.items())
-        self.requests.append(RecordedRequest(request_id, method, path, query, safe, body, time.monotonic()))
+        record = RecordedRequest(request_id, method, path, query, safe, raw_body, time.monotonic())
+        with self._lock:
+            self.requests.append(record)
+            self.recorded_bytes += record.size
+            # the newest record always stays: a body is capped far below MAX_RECORD_BYTES
+            while len(self.requests) > 1 and (
+                len(self.requests) > MAX_RECORDS or self.recorded_bytes > MAX_RECORD_BYTES
+            ):
+                self.recorded_bytes -= self.requests.popleft().size
 
     def start_stream(self, request_id: str) -> StreamRecord:
         record = StreamRecord(request_id=request_id, started_at=time.monotonic())
@@ -99,8 +138,11 @@ class EmulatorState:
     def count_fault(self, key: str) -> int:
         """How many times this fault has fired before, counting this one."""
         with self._lock:
-            self.fault_counts[key] += 1
-            return self.fault_counts[key]
+            count = self.fault_counts.pop(key, 0) + 1
+            self.fault_counts[key] = count  # now the newest
+            while len(self.fault_counts) > MAX_FAULT_IDS:
+                self.fault_counts.popitem(last=False)
+            return count
 
     def bodies(self, path: str) -> list[Any]:
         """The JSON bodies received on a path, oldest first (for tests)."""
@@ -110,5 +152,6 @@ class EmulatorState:
         with self._lock:
             self._threads.clear()
             self.requests.clear()
+            self.recorded_bytes = 0
             self.streams.clear()
             self.fault_counts.clear()

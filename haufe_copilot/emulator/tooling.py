@@ -63,6 +63,7 @@ from typing import Any
 __all__ = [
     "PlannedToolCall",
     "ToolSpec",
+    "UnsupportedSchema",
     "arguments_for",
     "best_tool",
     "split_fragments",
@@ -76,6 +77,13 @@ __all__ = [
 PLACEHOLDER = "unbekannt"
 #: Nesting depth after which only the smallest valid value is built (recursive schemas).
 MAX_DEPTH = 8
+#: What one value may cost: schema nodes entered, nesting of `anyOf`/`oneOf`/`$ref` (which
+#: `MAX_DEPTH` does not count: a branch is the same value), and the sizes a schema may demand.
+#: Beyond them the schema is refused (`UnsupportedSchema`) instead of exhausting the server.
+MAX_SCHEMA_STEPS = 20_000
+MAX_SCHEMA_NESTING = 64
+MAX_MIN_ITEMS = 1_000
+MAX_MIN_LENGTH = 10_000
 #: How far (in characters) a value may be from the property name it is claimed for.
 HINT_DISTANCE = 40
 
@@ -451,14 +459,19 @@ def _primary_string_property(parameters: Mapping[str, Any] | None) -> tuple[str,
     return None
 
 
-def _free_string(builder: _Builder, schema: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def _free_string(builder: _Builder, schema: Mapping[str, Any], level: int = 0) -> Mapping[str, Any] | None:
     """The schema itself (or its one non-null `anyOf`/`oneOf` branch) when it takes any string."""
     if "enum" in schema or "const" in schema or "format" in schema or "pattern" in schema:
         return None
     branches = schema.get("anyOf") or schema.get("oneOf")
     if isinstance(branches, list):
+        if level > MAX_SCHEMA_NESTING:
+            raise UnsupportedSchema(
+                f"the schema nests anyOf/oneOf deeper than {MAX_SCHEMA_NESTING} levels, or refers to "
+                'itself without end (as {"anyOf": [{"$ref": "#"}]} does)'
+            )
         real = [builder.resolve(b) for b in branches if isinstance(b, Mapping) and b.get("type") != "null"]
-        return _free_string(builder, real[0]) if len(real) == 1 else None
+        return _free_string(builder, real[0], level + 1) if len(real) == 1 else None
     return schema if [t for t in _types(schema) if t != "null"] == ["string"] else None
 
 
@@ -765,27 +778,46 @@ def _types(schema: Mapping[str, Any]) -> list[str]:
     return types
 
 
+class UnsupportedSchema(ValueError):
+    """A schema the emulator cannot build a value for within its bounds: one that refers to
+    itself without end (`{"anyOf": [{"$ref": "#"}]}`), nests too deep, or asks for too many items
+    or characters. The endpoints answer it with a 422 that carries this message, located at
+    `loc` (set where the schema is known: the tools, or the response format)."""
+
+    loc: tuple[str, ...] = ("body",)
+
+    def at(self, *loc: str) -> UnsupportedSchema:
+        self.loc = loc
+        return self
+
+
 class _Builder:
     def __init__(self, root: Mapping[str, Any], pool: _Pool) -> None:
         self.root = root
         self.pool = pool
+        self.steps = 0
+        self.nesting = 0
 
     # schema plumbing
 
-    def resolve(self, schema: Any, seen: frozenset[str] = frozenset()) -> Mapping[str, Any]:
+    def resolve(self, schema: Any, seen: frozenset[str] = frozenset(), level: int = 0) -> Mapping[str, Any]:
         """`schema` with `$ref` followed and `allOf` merged into one mapping."""
         if not isinstance(schema, Mapping):
             return {}
+        if level > MAX_SCHEMA_NESTING:
+            raise UnsupportedSchema(
+                f"the schema's $ref and allOf chains are longer than {MAX_SCHEMA_NESTING} links"
+            )
         ref = schema.get("$ref")
         if isinstance(ref, str) and ref not in seen:
             target = self._pointer(ref)
             siblings = {k: v for k, v in schema.items() if k != "$ref"}
-            schema = {**self.resolve(target, seen | {ref}), **siblings}
+            schema = {**self.resolve(target, seen | {ref}, level + 1), **siblings}
         all_of = schema.get("allOf")
         if isinstance(all_of, list) and all_of:
             merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
             for part in all_of:
-                part = self.resolve(part, seen)
+                part = self.resolve(part, seen, level + 1)
                 for key, value in part.items():
                     if key == "properties" and isinstance(value, Mapping):
                         merged["properties"] = {**merged.get("properties", {}), **value}
@@ -813,6 +845,25 @@ class _Builder:
     # values
 
     def value(self, schema: Any, name: str | None, depth: int, *, optional: bool) -> Any:
+        self.steps += 1
+        self.nesting += 1
+        try:
+            if self.nesting > MAX_SCHEMA_NESTING:
+                raise UnsupportedSchema(
+                    f"the schema nests deeper than {MAX_SCHEMA_NESTING} levels, or refers to itself "
+                    'without end (as {"anyOf": [{"$ref": "#"}]} does): give every recursion a way out, '
+                    'e.g. {"anyOf": [{"$ref": "#"}, {"type": "null"}]} under a property'
+                )
+            if self.steps > MAX_SCHEMA_STEPS:
+                raise UnsupportedSchema(
+                    f"building a value for the schema takes more than {MAX_SCHEMA_STEPS:,} steps: "
+                    "it is too large, or its references multiply"
+                )
+            return self._value(schema, name, depth, optional=optional)
+        finally:
+            self.nesting -= 1
+
+    def _value(self, schema: Any, name: str | None, depth: int, *, optional: bool) -> Any:
         schema = self.resolve(schema)
         near = self.pool.keyword_position(name, schema.get("title"))
         if "const" in schema:
@@ -1206,9 +1257,19 @@ def _pattern_matches(pattern: str, value: str) -> bool:
         return True
 
 
+_SIZE_LIMITS = {"minItems": MAX_MIN_ITEMS, "minLength": MAX_MIN_LENGTH}
+
+
 def _int_keyword(schema: Mapping[str, Any], key: str) -> int | None:
     value = schema.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    limit = _SIZE_LIMITS.get(key)
+    if limit is not None and value > limit:
+        raise UnsupportedSchema(
+            f'the schema asks for "{key}": {value}; the emulator builds at most {limit:,}'
+        )
+    return value
 
 
 def _fit_length(value: str, schema: Mapping[str, Any]) -> str:
