@@ -19,10 +19,13 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from haufe_copilot.emulator import EmulatorConfig, EmulatorServer
 from haufe_copilot.emulator import app as emulator_app
 from haufe_copilot.emulator.app import MAX_BODY_BYTES
+from haufe_copilot.emulator.faults import FAULT_BOUNDS, FaultPlan, header_name
 from haufe_copilot.emulator.state import MAX_RECORD_BYTES
 
 from .conftest import ASSISTANT_ID, QUESTION, SESSION_API_KEY, user
@@ -94,7 +97,11 @@ def emulator_process() -> Iterator[EmulatorProcess]:
         served = EmulatorProcess(f"http://127.0.0.1:{port}", psutil.Process(child.pid))
         with httpx.Client() as warm:  # the first answers build the corpus index: not ours to count
             for _ in range(3):
-                warm.post(served.url + CHAT, json={"assistant_id": ASSISTANT_ID, "messages": user()}, headers=API_KEY)
+                warm.post(
+                    served.url + CHAT,
+                    json={"assistant_id": ASSISTANT_ID, "messages": user()},
+                    headers=API_KEY,
+                )
         yield served
     finally:
         if child.stdin is not None:
@@ -129,7 +136,10 @@ def post(url: str, headers: dict[str, str], content: Any, timeout: float = 60) -
 def test_a_huge_body_without_a_key_is_refused_unread(emulator_process: EmulatorProcess) -> None:
     """200 MB with a wrong key took the emulator from 55 to 341 MB: now it answers 401 unread."""
     size = 200 * MiB
-    for path, headers in ((CHAT, {"api-key": "sk-wrong"}), (COMPLETIONS, {"Authorization": "Bearer sk-wrong"})):
+    for path, headers in (
+        (CHAT, {"api-key": "sk-wrong"}),
+        (COMPLETIONS, {"Authorization": "Bearer sk-wrong"}),
+    ):
         started = time.monotonic()
         growth, response = emulator_process.peak_growth(
             lambda p=path, h=headers: post(emulator_process.url + p, h, b"x" * size)  # with Content-Length
@@ -187,7 +197,9 @@ def test_a_refused_request_is_recorded_without_its_body(emulator: EmulatorServer
         (COMPLETIONS, {"Authorization": "Bearer sk-wrong"}),
     ]
     for path, headers in refused:
-        response = httpx.post(emulator.url + path, json=secret_body, headers={**headers, "x-test-marker": marker})
+        response = httpx.post(
+            emulator.url + path, json=secret_body, headers={**headers, "x-test-marker": marker}
+        )
         assert response.status_code in (401, 422)
     records = [r for r in list(emulator.state.requests) if r.headers.get("x-test-marker") == marker]
     assert len(records) == len(refused)  # still counted: tests count attempts by their headers
@@ -205,7 +217,9 @@ def test_the_record_is_bounded_in_bytes(emulator_process: EmulatorProcess) -> No
         with httpx.Client(timeout=60) as client:
             return [
                 client.post(
-                    emulator_process.url + CHAT, content=body, headers={**API_KEY, "content-type": "application/json"}
+                    emulator_process.url + CHAT,
+                    content=body,
+                    headers={**API_KEY, "content-type": "application/json"},
                 ).status_code
                 for _ in range(90)
             ]
@@ -269,7 +283,9 @@ def test_a_fault_parameter_out_of_range_is_422_naming_the_header_and_its_range(
     (problem,) = body["detail"]
     assert problem["loc"] == ["header", header] and problem["type"] == "value_error"
     assert header in problem["message"] and accepted in problem["message"]
-    platform = httpx.post(emulator.url + ASYNC, json={"messages": user()}, headers={**BEARER, header: value}, timeout=5)
+    platform = httpx.post(
+        emulator.url + ASYNC, json={"messages": user()}, headers={**BEARER, header: value}, timeout=5
+    )
     assert platform.status_code == 422
     (problem,) = platform.json()["detail"]
     assert set(problem) == {"loc", "msg", "type"} and problem["loc"] == ["header", header]
@@ -294,7 +310,12 @@ def test_fault_parameters_at_their_bounds_are_served(emulator: EmulatorServer) -
     zero = httpx.post(
         emulator.url + CHAT,
         json={"assistant_id": ASSISTANT_ID, "messages": user()},
-        headers={**API_KEY, "x-emulator-delay": "0", "x-emulator-fault-times": "0", "x-emulator-fault-id": "z"},
+        headers={
+            **API_KEY,
+            "x-emulator-delay": "0",
+            "x-emulator-fault-times": "0",
+            "x-emulator-fault-id": "z",
+        },
     )
     assert zero.status_code == 200
 
@@ -331,8 +352,12 @@ def json_schema_format(schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
 
 
-@pytest.mark.parametrize("schema", SELF_REFERENCES, ids=["anyOf-self", "ref-cycle", "minItems", "minLength", "ref-chain"])
-def test_a_response_format_the_emulator_cannot_fill_is_422(emulator: EmulatorServer, schema: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "schema", SELF_REFERENCES, ids=["anyOf-self", "ref-cycle", "minItems", "minLength", "ref-chain"]
+)
+def test_a_response_format_the_emulator_cannot_fill_is_422(
+    emulator: EmulatorServer, schema: dict[str, Any]
+) -> None:
     started = time.monotonic()
     response = httpx.post(
         emulator.url + ASYNC,
@@ -348,17 +373,10 @@ def test_a_response_format_the_emulator_cannot_fill_is_422(emulator: EmulatorSer
 
 
 def test_tool_parameters_the_emulator_cannot_fill_are_422(emulator: EmulatorServer) -> None:
-    tools = [
-        {
-            "type": "function",
-            "function": {
-                "name": "get_weather",
-                "description": "Das Wetter einer Stadt",
-                "parameters": {"type": "object", "properties": {"city": {"anyOf": [{"$ref": "#/properties/city"}]}},
-                               "required": ["city"]},
-            },
-        }
-    ]  # fmt: skip
+    city = {"anyOf": [{"$ref": "#/properties/city"}]}  # itself, without end
+    parameters = {"type": "object", "properties": {"city": city}, "required": ["city"]}
+    function = {"name": "get_weather", "description": "Das Wetter einer Stadt", "parameters": parameters}
+    tools = [{"type": "function", "function": function}]
     messages = user("get_weather für Berlin")
     completion = httpx.post(
         emulator.url + COMPLETIONS,
@@ -379,7 +397,9 @@ def test_recursive_schemas_with_a_way_out_are_still_answered(emulator: EmulatorS
         "required": ["name", "next"],
     }
     response = httpx.post(
-        emulator.url + ASYNC, json={"messages": user(), "response_format": json_schema_format(linked)}, headers=BEARER
+        emulator.url + ASYNC,
+        json={"messages": user(), "response_format": json_schema_format(linked)},
+        headers=BEARER,
     )
     assert response.status_code == 202
 
@@ -448,7 +468,9 @@ def test_300_connections_without_complete_headers_are_closed_in_bounded_time(
         seconds = closed_within(sockets, limit=HEADER_TIMEOUT + 4)
     assert seconds >= HEADER_TIMEOUT * 0.5  # closed by the deadline, not refused at once
     # the server still answers
-    ok = httpx.post(strict_emulator.url + CHAT, json={"assistant_id": ASSISTANT_ID, "messages": user()}, headers=API_KEY)
+    ok = httpx.post(
+        strict_emulator.url + CHAT, json={"assistant_id": ASSISTANT_ID, "messages": user()}, headers=API_KEY
+    )
     assert ok.status_code == 200
 
 
@@ -473,7 +495,9 @@ def test_headers_dripped_byte_by_byte_do_not_keep_a_connection(strict_emulator: 
 
 
 @pytest.mark.timeout(60)
-def test_an_idle_keep_alive_connection_is_closed_and_a_long_answer_is_not(strict_emulator: EmulatorServer) -> None:
+def test_an_idle_keep_alive_connection_is_closed_and_a_long_answer_is_not(
+    strict_emulator: EmulatorServer,
+) -> None:
     with raw_sockets(strict_emulator.port, 1, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") as (sock,):
         sock.settimeout(5)
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")
@@ -513,3 +537,91 @@ def test_a_body_that_does_not_arrive_in_time_is_408_and_closed(
         assert b'"error_code": "request_timeout"' in answer
         closed_within([sock], limit=2)
         assert time.monotonic() - started < 3
+
+
+# -- any fault header value: a bounded answer, never a 5xx ------------------------------------
+
+#: Values inside the range that break the answer on purpose (a cut, a wait) are left out: what
+#: is checked is that no value, in range or not, crashes or stalls the emulator.
+_IN_RANGE_HARMLESS = {
+    "fault_times": st.integers(0, 3),
+    "fault_id": st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=20),
+    "retry_after": st.sampled_from(["1", "0.5", "Wed, 21 Oct 2015 07:28:00 GMT"]),
+    "retry_after_ms": st.sampled_from(["1", "250"]),
+    "delay": st.sampled_from(["0", "0.0", "0.01"]),
+    "delta_delay": st.sampled_from(["0", "0.001"]),
+    "stream_error_after": st.integers(0, 3),
+    "delta_count": st.integers(0, 5),
+    "bulk": st.integers(0, 5),
+    "bulk_tool_fragments": st.integers(0, 5),
+    "bulk_delta_chars": st.integers(1, 50),
+}
+_GARBAGE = (
+    st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
+    | st.sampled_from(["inf", "-inf", "nan", "1e400", "1_000", " 7 ", "0x10", "9" * 5000])
+)
+
+
+def _fault_value(name: str) -> st.SearchStrategy[str]:
+    harmless = _IN_RANGE_HARMLESS.get(name)
+    values = _GARBAGE if harmless is None else harmless | _GARBAGE
+    return values.map(str).filter(lambda v: v == v.strip() and "\r" not in v and "\n" not in v)
+
+
+def _breaks_on_purpose(value: str) -> bool:
+    try:
+        number = float(value)
+    except ValueError:
+        return False
+    return 0.05 <= number <= 60  # a delay the emulator would honour: too slow for a fuzz
+
+
+#: Fault parameters whose every accepted value breaks the answer (an error, a cut).
+_BREAKING = {header_name(name) for name in ("fault", "stream_error", "cut_after", "malformed_after")}
+
+
+def _accepted(header: str, value: str) -> bool:
+    try:
+        FaultPlan().with_headers({header: value})
+    except ValueError:
+        return False
+    return True
+
+
+fault_headers = st.dictionaries(
+    st.sampled_from(sorted(FAULT_BOUNDS)), st.just(""), min_size=1, max_size=4
+).flatmap(lambda names: st.fixed_dictionaries({header_name(name): _fault_value(name) for name in names}))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    headers=fault_headers,
+    target=st.sampled_from([(CHAT, API_KEY), (STREAM, API_KEY), (COMPLETIONS, BEARER), (ASYNC, BEARER)]),
+)
+def test_any_fault_header_value_gets_a_bounded_answer_and_never_a_5xx(
+    emulator: EmulatorServer, headers: dict[str, str], target: tuple[str, dict[str, str]]
+) -> None:
+    assume(not any(_breaks_on_purpose(v) for k, v in headers.items() if k.endswith("delay")))
+    assume(not any(_accepted(k, v) for k, v in headers.items() if k in _BREAKING))
+    path, key = target
+    body: dict[str, Any] = {"messages": user()}
+    if path.startswith("/agents"):
+        body["assistant_id"] = ASSISTANT_ID
+    started = time.monotonic()
+    response = httpx.post(emulator.url + path, json=body, headers={**key, **headers}, timeout=10)
+    assert time.monotonic() - started < 5
+    assert response.status_code < 500, (headers, response.text[:300])
+    if response.status_code == 422 and any(p["loc"][0] == "header" for p in _problems(response)):
+        (problem,) = _problems(response)
+        assert problem["loc"][1] in headers
+    elif response.status_code == 400:
+        assert response.json()["error_code"] == "emulator_bad_fault_header"
+    else:
+        assert response.status_code in (200, 202), (headers, response.text[:300])
+
+
+def _problems(response: httpx.Response) -> list[dict[str, Any]]:
+    detail = response.json()["detail"]
+    return detail if isinstance(detail, list) else []
