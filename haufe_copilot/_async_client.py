@@ -26,7 +26,7 @@ from ._base_client import (
 from ._content_decoding import aiter_decoded
 from ._ndjson import DEFAULT_MAX_LINE_BYTES
 from ._protocol import Decoder, RequestSpec, StreamFormat, check_stream_end
-from .errors import APIError
+from .errors import APIError, ConfigurationError
 from .resources.assistant import AsyncAssistant
 from .resources.completions import AsyncCompletions
 from .resources.streams import AsyncStreams
@@ -155,6 +155,7 @@ class AsyncHaufeCopilotClient(BaseClient):
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS,
+        proxy: str | None = None,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -169,14 +170,21 @@ class AsyncHaufeCopilotClient(BaseClient):
             max_line_bytes=max_line_bytes,
             max_response_bytes=max_response_bytes,
             max_partial_chars=max_partial_chars,
+            proxy=proxy,
         )
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise TypeError(
                 f"http_client must be an httpx.AsyncClient, not {type(http_client).__name__} "
                 "(use HaufeCopilotClient for an httpx.Client)."
             )
+        if http_client is not None and proxy is not None:
+            raise ConfigurationError(
+                "proxy= applies to the connection pools the client builds; with http_client= set "
+                "the proxy on your httpx.AsyncClient (its proxy= argument) instead."
+            )
         self._given_http = http_client
         timeout_config = self._config.timeout
+        proxy_url = self._config.proxy
         tls: list[ssl.SSLContext] = []
 
         def make_shard(connections: int) -> httpx.AsyncClient:
@@ -188,6 +196,7 @@ class AsyncHaufeCopilotClient(BaseClient):
                 timeout=timeout_config,
                 follow_redirects=False,
                 verify=tls[0],
+                proxy=proxy_url,
                 limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
             )
 

@@ -23,6 +23,7 @@ from ._logging import configure_from_environment, logger, redacted_headers
 from ._ndjson import DEFAULT_MAX_LINE_BYTES
 from ._protocol import RequestSpec, check_extra_headers
 from ._retry import retry_delay
+from ._settings import check_proxy, check_url_port
 from ._version import __version__
 from .errors import (
     APIConnectionError,
@@ -71,6 +72,9 @@ class ClientConfig:
     max_line_bytes: int
     max_response_bytes: int
     max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS
+    #: A forward proxy for every request; None: the environment's (HTTP_PROXY, HTTPS_PROXY,
+    #: ALL_PROXY, NO_PROXY, as httpx reads them).
+    proxy: str | None = field(default=None, repr=False)
 
     @classmethod
     def resolve(
@@ -88,6 +92,7 @@ class ClientConfig:
         max_line_bytes: int,
         max_response_bytes: int,
         max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS,
+        proxy: str | None = None,
     ) -> ClientConfig:
         api_key = api_key if api_key is not None else os.environ.get("HAUFE_COPILOT_API_KEY") or None
         for name, key in (("api_key", api_key), ("platform_api_key", platform_api_key)):
@@ -142,6 +147,7 @@ class ClientConfig:
             max_line_bytes=max_line_bytes,
             max_response_bytes=max_response_bytes,
             max_partial_chars=max_partial_chars,
+            proxy=check_proxy(proxy),
         )
 
 
@@ -200,6 +206,7 @@ def _normalise_url(url: str, name: str) -> str:
         raise ConfigurationError(f"{name} must be an http(s) URL such as https://api.haufe.ai, not {shown}.")
     if parts.query or parts.fragment:
         raise ConfigurationError(f"{name} must not have a query or fragment: {url!r}.")
+    check_url_port(url, name)
     return url.rstrip("/")
 
 
@@ -297,6 +304,7 @@ class BaseClient:
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS,
+        proxy: str | None = None,
     ) -> None:
         self._config = ClientConfig.resolve(
             api_key=api_key,
@@ -311,6 +319,7 @@ class BaseClient:
             max_line_bytes=max_line_bytes,
             max_response_bytes=max_response_bytes,
             max_partial_chars=max_partial_chars,
+            proxy=proxy,
         )
 
     # Public read-only views of the configuration (never the keys).
@@ -369,6 +378,7 @@ class BaseClient:
             "max_line_bytes": config.max_line_bytes,
             "max_response_bytes": config.max_response_bytes,
             "max_partial_chars": config.max_partial_chars,
+            # no proxy: a copy shares this client's pools, which were built with it
         }
         if "default_headers" in changes:
             changes["default_headers"] = {**config.default_headers, **changes["default_headers"]}

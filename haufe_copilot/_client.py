@@ -74,6 +74,7 @@ class HaufeCopilotClient(BaseClient):
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS,
+        proxy: str | None = None,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -88,14 +89,22 @@ class HaufeCopilotClient(BaseClient):
             max_line_bytes=max_line_bytes,
             max_response_bytes=max_response_bytes,
             max_partial_chars=max_partial_chars,
+            proxy=proxy,
         )
         if http_client is not None and not isinstance(http_client, httpx.Client):
             raise TypeError(
                 f"http_client must be an httpx.Client, not {type(http_client).__name__} "
                 "(use AsyncHaufeCopilotClient for an httpx.AsyncClient)."
             )
+        if http_client is not None and proxy is not None:
+            raise ConfigurationError(
+                "proxy= applies to the connection pools the client builds; with http_client= set "
+                "the proxy on your httpx.Client (its proxy= argument) instead."
+            )
         self._owns_http = http_client is None
-        self._http = http_client or httpx.Client(timeout=self._config.timeout, follow_redirects=False)
+        self._http = http_client or httpx.Client(
+            timeout=self._config.timeout, follow_redirects=False, proxy=self._config.proxy
+        )
 
     # The resources are made on each access rather than kept: kept, they would tie the client
     # into a reference cycle, and a client dropped without close() would then wait for the

@@ -26,6 +26,7 @@ ADAPTER_OPTION_FIELDS = (
     "max_retries",
     "default_headers",
     "allow_insecure_http",
+    "proxy",
 )
 
 

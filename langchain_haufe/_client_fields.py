@@ -8,15 +8,26 @@ core client serves every event loop: it keeps a connection pool per loop.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
 from langchain_core.utils import from_env, secret_from_env
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_serializer, field_validator
 
 from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient
 from haufe_copilot._component import LazyClients, share_by_reference
+from haufe_copilot._logging import is_secret_header
+from haufe_copilot._pickling import connections_from_pickle, connections_to_pickle
+from haufe_copilot._settings import (
+    check_proxy,
+    check_timeout,
+    headers_for_display,
+    headers_from_serialised,
+    timeout_from_json,
+    timeout_to_json,
+)
 
 
 class HaufeClientFields(BaseModel):
@@ -37,18 +48,96 @@ class HaufeClientFields(BaseModel):
     token_provider: Callable[[], Any] | None = Field(default=None, exclude=True)
     """A sync or async callable giving OAuth2/JWT access tokens for the platform APIs."""
     timeout: float | httpx.Timeout | None = None
-    """Seconds, or an `httpx.Timeout`; default connect 5 s, read 60 s."""
+    """Seconds, an `httpx.Timeout` (or a dict of its arguments); default connect 5 s, read 60 s.
+    Per call: `invoke(..., timeout=...)`."""
     max_retries: int = 2
     """Attempts after the first; never once the server answered 2xx (docs/contract.md, Retries)."""
     default_headers: dict[str, str] | None = None
+    """Headers sent with every request. Credentials among them (`Authorization`, `api-key`,
+    cookies, any name saying key, token or secret) are redacted in `repr`, `model_dump` and
+    tracers; `dumpd`/`dumps` keep them as LangChain secrets named
+    `HAUFE_COPILOT_HEADER_<NAME>`, which `load(..., secrets_map=...)` or
+    `secrets_from_env=True` fill in again."""
+    proxy: str | None = None
+    """A forward proxy (`http://host:port`, `socks5://...`) for every request; default the
+    environment's (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, as httpx reads them)."""
     http_client: httpx.Client | None = Field(default=None, exclude=True)
-    """An `httpx.Client` you own, for the sync calls."""
+    """An `httpx.Client` you own, for the sync calls. Unpickled in the same process, a model
+    gets this very client back; in another process it opens its own connections (a warning)."""
     http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True)
     """An `httpx.AsyncClient` you own, for the async calls (it belongs to one event loop)."""
     allow_insecure_http: bool = False
     """Allow sending the key over plain http to a host other than loopback."""
 
     _clients: LazyClients = PrivateAttr(default_factory=LazyClients)
+
+    def __init__(self, **data: Any) -> None:
+        # Checked before pydantic sees them, so a bad value is our typed error (a
+        # ConfigurationError naming the setting and its accepted forms), not a ValidationError.
+        if "timeout" in data:
+            data["timeout"] = check_timeout(data["timeout"])
+        if "proxy" in data:
+            data["proxy"] = check_proxy(data["proxy"])
+        super().__init__(**data)
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout_from_json(cls, value: Any) -> Any:
+        return timeout_from_json(value)
+
+    @field_validator("default_headers", mode="before")
+    @classmethod
+    def _headers_from_dump(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            value = {name: header for name, header in value.items() if header is not None}
+            return headers_from_serialised(value, cls.__name__)
+        return value
+
+    @field_serializer("default_headers")
+    def _redact_headers(self, value: dict[str, str] | None) -> dict[str, str] | None:
+        return headers_for_display(value)
+
+    @field_serializer("timeout")
+    def _timeout_as_json(self, value: float | httpx.Timeout | None) -> Any:
+        return timeout_to_json(value)
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, headers_for_display(value) if name == "default_headers" else value
+
+    @property
+    def _header_secrets(self) -> dict[str, str]:
+        """LangChain secrets for the credential headers: `dumpd` writes a reference, not the value."""
+        return {
+            f"default_headers.{name}": "HAUFE_COPILOT_HEADER_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+            for name in self.default_headers or {}
+            if is_secret_header(name) and "." not in name
+        }
+
+    def to_json(self) -> Any:
+        serialised = super().to_json()  # type: ignore[misc]
+        kwargs = serialised.get("kwargs")
+        if isinstance(kwargs, dict):
+            if isinstance(kwargs.get("timeout"), httpx.Timeout):
+                kwargs["timeout"] = timeout_to_json(kwargs["timeout"])
+            headers = kwargs.get("default_headers")
+            if isinstance(headers, dict):
+                # A header whose name LangChain's secret paths cannot hold ("." in it) is redacted.
+                kwargs["default_headers"] = {
+                    name: value if isinstance(value, dict) else headers_for_display({name: value})[name]  # type: ignore[index]
+                    for name, value in headers.items()
+                }
+        return serialised
+
+    def __getstate__(self) -> dict[Any, Any]:
+        state: dict[Any, Any] = super().__getstate__()
+        state["__dict__"] = connections_to_pickle(state["__dict__"], type(self).__name__)
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        state = dict(state)
+        state["__dict__"] = connections_from_pickle(dict(state["__dict__"]), type(self).__name__)
+        super().__setstate__(state)
 
     @property
     def client(self) -> HaufeCopilotClient:

@@ -10,7 +10,8 @@ from typing import Any, Literal
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.language_models.model_profile import ModelProfile
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, get_buffer_string
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.output_parsers import JsonOutputKeyToolsParser, JsonOutputParser, PydanticOutputParser
 from langchain_core.output_parsers.openai_tools import PydanticToolsParser
@@ -22,7 +23,9 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, Field
 
+from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient
 from haufe_copilot._model_copy import copier
+from haufe_copilot._settings import split_unknown_settings
 from haufe_copilot.conversation import (
     AnswerDelta,
     AnswerResult,
@@ -33,6 +36,17 @@ from haufe_copilot.conversation import (
     stream_answer,
 )
 from haufe_copilot.errors import InvalidRequestError, error_from_stream_object
+from haufe_copilot.routing import (
+    CAPABILITIES,
+    TokenUsage,
+    client_for_call,
+    estimate_tokens,
+    finish_reason,
+    require_assistant,
+    sampling_options,
+    token_usage,
+    tool_choice_for_api,
+)
 from haufe_copilot.types.completions import ChatCompletionChunk
 from haufe_copilot.types.streams import DeltaEvent, DoneEvent, ErrorEvent, StreamEvent, ToolCallEvent
 
@@ -43,8 +57,9 @@ from ._structured import json_schema_format, tool_call_event_chunk, tools_respon
 
 logger = logging.getLogger("langchain_haufe")
 
-_SAMPLING = ("temperature", "max_tokens", "top_p", "presence_penalty", "frequency_penalty")
 _PER_CALL = ("assistant_id", "user_id", "thread_id", "stateless")
+# What the message-level framing of a chat adds per message, for the token estimate.
+_TOKENS_PER_MESSAGE = 4
 
 
 class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
@@ -113,7 +128,30 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         `thread_id`, `message_id`, `created_at`, `meta_data`, `sources`, `history_digest`,
         `parent_digest`, `system_digest`, `thread_action` (`continued`, `new`, `named`,
         `stateless`; with `thread_reason` when a thread could not be continued),
-        `model_provider="haufe"`, `model_name`. On a stream, on the last chunk only.
+        `model_provider="haufe"`, `model_name`, `finish_reason`. On a stream, on the last
+        chunk only.
+
+    Usage and finish reasons:
+        With tools (completions) and structured output (`json_schema`), the answer and the last
+        streamed chunk carry `usage_metadata` as the server counted it, `model_name`, and
+        `finish_reason` in LangChain's words (`stop`, `length`, `tool_calls`,
+        `content_filter`) with the server's own word in `raw_finish_reason`; `generate` fills
+        `llm_output` (`token_usage`, `model_name`, `model_provider`, `id`) as ChatOpenAI does.
+        The assistant API reports no token usage: there `usage_metadata` is None (nothing is
+        estimated) and `finish_reason` is `stop`.
+
+    Token counting:
+        `get_num_tokens`, `get_num_tokens_from_messages` and `trim_messages(token_counter=model)`
+        work without extra packages. The service's tokenizer is not public, so they estimate
+        (`haufe_copilot.routing.estimate_tokens`: a token per four letters of a word, one per
+        punctuation mark, plus 4 per message). For exact counts pass
+        `custom_get_token_ids=` (a callable from text to token ids), which every count then uses.
+
+    Settings:
+        A keyword that is no field (`temprature=0.2`) is moved into `model_kwargs` with a
+        warning and sent in the request body on every path, as ChatOpenAI does; a field
+        passed inside `model_kwargs` is an error. `timeout=` per call (`invoke(...,
+        timeout=5)`) applies to each attempt of that call on every path.
     """
 
     assistant_id: str | None = Field(default_factory=from_env("HAUFE_COPILOT_ASSISTANT_ID", default=None))
@@ -135,6 +173,15 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
     """Stop sequences; on the assistant path the client cuts the answer before the first."""
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Extra request-body fields sent on every path (a per-call `extra_body` wins)."""
+
+    def __init__(self, **data: Any) -> None:
+        fields = type(self).model_fields
+        known = {*fields, *(field.alias for field in fields.values() if field.alias)}
+        super().__init__(
+            **split_unknown_settings(data, known, extra_field="model_kwargs", owner=type(self).__name__)
+        )
 
     @property
     def _llm_type(self) -> str:
@@ -142,7 +189,39 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
 
     @property
     def lc_secrets(self) -> dict[str, str]:
-        return {"api_key": "HAUFE_COPILOT_API_KEY", "platform_api_key": "HAUFE_COPILOT_PLATFORM_API_KEY"}
+        return {
+            "api_key": "HAUFE_COPILOT_API_KEY",
+            "platform_api_key": "HAUFE_COPILOT_PLATFORM_API_KEY",
+            **self._header_secrets,
+        }
+
+    def _resolve_model_profile(self) -> ModelProfile | None:
+        """What the model can do (`haufe_copilot.routing.CAPABILITIES`): tools, tool choice and
+        native structured output, text in and out only. No context size is published for the
+        service, so `max_input_tokens` / `max_output_tokens` are left out rather than guessed."""
+        profile: ModelProfile = {**CAPABILITIES}  # type: ignore[typeddict-item]
+        return profile
+
+    # -- token counting (an estimate: the service's tokenizer is not public) -------------------
+
+    def get_num_tokens(self, text: str) -> int:
+        """Tokens in `text`: exact with `custom_get_token_ids`, else an estimate
+        (`haufe_copilot.routing.estimate_tokens`; the service's tokenizer is not public)."""
+        if self.custom_get_token_ids is not None:
+            return len(self.custom_get_token_ids(text))
+        return estimate_tokens(text)
+
+    def get_num_tokens_from_messages(
+        self,
+        messages: list[BaseMessage],
+        tools: Sequence[Any] | None = None,
+    ) -> int:
+        """Tokens of a history (and of bound tools' schemas), counted by `get_num_tokens`, plus
+        a few per message for the chat framing. An estimate unless `custom_get_token_ids` is set."""
+        total = sum(self.get_num_tokens(get_buffer_string([m])) + _TOKENS_PER_MESSAGE for m in messages)
+        for tool in tools or ():
+            total += self.get_num_tokens(str(convert_to_openai_tool(tool)))
+        return total
 
     @classmethod
     def is_lc_serializable(cls) -> bool:
@@ -179,15 +258,8 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
     def _turn(
         self, messages: Sequence[BaseMessage], stop: list[str] | None, kwargs: Mapping[str, Any]
     ) -> AssistantTurn:
-        assistant_id = kwargs.get("assistant_id") or self.assistant_id
-        if not assistant_id:
-            raise InvalidRequestError(
-                "No assistant: pass assistant_id=... to ChatHaufeCopilot (or per call), or set "
-                "HAUFE_COPILOT_ASSISTANT_ID."
-            )
-        ignored = [
-            name for name in _SAMPLING if kwargs.get(name) is not None or getattr(self, name) is not None
-        ]
+        assistant_id = require_assistant(kwargs.get("assistant_id"), self.assistant_id, type(self).__name__)
+        ignored = sorted(sampling_options(kwargs, self))
         if ignored:
             logger.debug("the assistant API takes no sampling parameters; ignoring %s", ignored)
         return AssistantTurn(
@@ -198,9 +270,51 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
             thread_id=kwargs.get("thread_id", self.thread_id),
             stop=stop if stop is not None else (self.stop or ()),
             extra_headers=kwargs.get("extra_headers"),
-            extra_body=kwargs.get("extra_body"),
+            extra_body=self._extra_body(kwargs),
             answers_may_be_replayed=answers_may_be_replayed(self),
         )
+
+    def _extra_body(self, kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
+        """`model_kwargs` and the per-call `extra_body` (which wins), or None."""
+        body = {**self.model_kwargs, **(kwargs.get("extra_body") or {})}
+        return body or None
+
+    def _sync_client(self, kwargs: Mapping[str, Any]) -> HaufeCopilotClient:
+        return client_for_call(self.client, kwargs.get("timeout"))
+
+    def _async_client(self, kwargs: Mapping[str, Any]) -> AsyncHaufeCopilotClient:
+        return client_for_call(self.async_client, kwargs.get("timeout"))
+
+    def _llm_output(self, result: ChatResult) -> ChatResult:
+        """`llm_output` as ChatOpenAI fills it, from the answer's own metadata."""
+        message = result.generations[0].message if result.generations else None
+        if isinstance(message, AIMessage):
+            usage = message.usage_metadata
+            metadata = message.response_metadata
+            result.llm_output = {
+                "token_usage": TokenUsage(
+                    usage["input_tokens"], usage["output_tokens"], usage["total_tokens"]
+                ).as_openai()
+                if usage
+                else None,
+                "model_provider": PROVIDER,
+                "model_name": metadata.get("model_name"),
+                "id": message.id,
+            }
+        return result
+
+    def _combine_llm_outputs(self, llm_outputs: list[dict[str, Any] | None]) -> dict[str, Any]:
+        token_usage: dict[str, int] = {}
+        for output in llm_outputs:
+            for name, count in ((output or {}).get("token_usage") or {}).items():
+                token_usage[name] = token_usage.get(name, 0) + count
+        model_name = next((o["model_name"] for o in llm_outputs if o and o.get("model_name")), None)
+        return {"token_usage": token_usage, "model_name": model_name or self._default_model_name({})}
+
+    def _default_model_name(self, kwargs: Mapping[str, Any]) -> str:
+        """The model an answer names when the server names none: the one asked for, else
+        "haufe-copilot" (the server's default)."""
+        return kwargs.get("model") or self.model_name or "haufe-copilot"
 
     def _metadata(self, result: AnswerResult, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         return {
@@ -208,7 +322,7 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
             "finish_reason": "stop",
             "model_provider": PROVIDER,
             # The assistant answers with its own model; this names the one asked for, if any.
-            "model_name": kwargs.get("model") or self.model_name or "haufe-copilot",
+            "model_name": self._default_model_name(kwargs),
         }
 
     def _answer_message(self, result: AnswerResult, kwargs: Mapping[str, Any]) -> AIMessage:
@@ -236,9 +350,10 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         if self.streaming or kwargs.get("tools") or kwargs.get("response_format"):
-            return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
-        message = self._answer_message(answer(self.client, self._turn(messages, stop, kwargs)), kwargs)
-        return ChatResult(generations=[ChatGeneration(message=message)])
+            return self._llm_output(generate_from_stream(self._stream(messages, stop, run_manager, **kwargs)))
+        turn = self._turn(messages, stop, kwargs)
+        message = self._answer_message(answer(self._sync_client(kwargs), turn), kwargs)
+        return self._llm_output(ChatResult(generations=[ChatGeneration(message=message)]))
 
     async def _agenerate(
         self,
@@ -248,11 +363,12 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         if self.streaming or kwargs.get("tools") or kwargs.get("response_format"):
-            return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
-        message = self._answer_message(
-            await aanswer(self.async_client, self._turn(messages, stop, kwargs)), kwargs
-        )
-        return ChatResult(generations=[ChatGeneration(message=message)])
+            return self._llm_output(
+                await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
+            )
+        turn = self._turn(messages, stop, kwargs)
+        message = self._answer_message(await aanswer(self._async_client(kwargs), turn), kwargs)
+        return self._llm_output(ChatResult(generations=[ChatGeneration(message=message)]))
 
     def _stream(
         self,
@@ -270,7 +386,7 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         if kwargs.get("response_format"):
             yield from self._stream_structured(messages, kwargs)
             return
-        for item in stream_answer(self.client, self._turn(messages, stop, kwargs)):
+        for item in stream_answer(self._sync_client(kwargs), self._turn(messages, stop, kwargs)):
             if isinstance(item, AnswerDelta):
                 yield _text_chunk(item.text, item.message_id)
             else:
@@ -291,7 +407,7 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
             async for chunk in self._astream_structured(messages, kwargs):
                 yield chunk
             return
-        async for item in astream_answer(self.async_client, self._turn(messages, stop, kwargs)):
+        async for item in astream_answer(self._async_client(kwargs), self._turn(messages, stop, kwargs)):
             if isinstance(item, AnswerDelta):
                 yield _text_chunk(item.text, item.message_id)
             else:
@@ -310,23 +426,16 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
             "stop": stop if stop is not None else self.stop,
             "session_id": kwargs.get("session_id"),
             "extra_headers": kwargs.get("extra_headers"),
-            "extra_body": kwargs.get("extra_body"),
+            "extra_body": self._extra_body(kwargs),
+            **sampling_options(kwargs, self),
         }
-        for name in _SAMPLING:
-            value = kwargs.get(name, getattr(self, name))
-            if value is not None:
-                request[name] = value
         return request
 
     def _completion_chunks(
         self, chunk: ChatCompletionChunk, state: _CompletionState
     ) -> ChatGenerationChunk | None:
         if chunk.usage is not None:
-            state.usage = UsageMetadata(
-                input_tokens=chunk.usage.prompt_tokens,
-                output_tokens=chunk.usage.completion_tokens,
-                total_tokens=chunk.usage.total_tokens,
-            )
+            state.usage = _usage_metadata(token_usage(chunk.usage))
         state.id = state.id or chunk.id
         state.model = chunk.model or state.model
         state.session_id = chunk.session_id or state.session_id
@@ -367,8 +476,9 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
                 id=state.id,
                 usage_metadata=state.usage,
                 response_metadata={
-                    "finish_reason": state.finish_reason,
-                    "model_name": state.model or self.model_name,
+                    "finish_reason": finish_reason(state.finish_reason),
+                    "raw_finish_reason": state.finish_reason,
+                    "model_name": state.model or self._default_model_name(state.kwargs),
                     "session_id": state.session_id,
                     "model_provider": PROVIDER,
                 },
@@ -379,9 +489,9 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
     def _stream_completion(
         self, messages: Sequence[BaseMessage], stop: list[str] | None, kwargs: Mapping[str, Any]
     ) -> Iterator[ChatGenerationChunk]:
-        state = _CompletionState(keep_only_first_call=kwargs.get("parallel_tool_calls") is False)
+        state = _CompletionState(kwargs, keep_only_first_call=kwargs.get("parallel_tool_calls") is False)
         request = self._completion_request(messages, stop, kwargs)
-        with self.client.completions.create(stream=True, **request) as chunks:
+        with self._sync_client(kwargs).completions.create(stream=True, **request) as chunks:
             for chunk in chunks:
                 generation = self._completion_chunks(chunk, state)
                 if generation is not None:
@@ -391,9 +501,9 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
     async def _astream_completion(
         self, messages: Sequence[BaseMessage], stop: list[str] | None, kwargs: Mapping[str, Any]
     ) -> AsyncIterator[ChatGenerationChunk]:
-        state = _CompletionState(keep_only_first_call=kwargs.get("parallel_tool_calls") is False)
+        state = _CompletionState(kwargs, keep_only_first_call=kwargs.get("parallel_tool_calls") is False)
         request = self._completion_request(messages, stop, kwargs)
-        async with await self.async_client.completions.create(stream=True, **request) as chunks:
+        async with await self._async_client(kwargs).completions.create(stream=True, **request) as chunks:
             async for chunk in chunks:
                 generation = self._completion_chunks(chunk, state)
                 if generation is not None:
@@ -407,19 +517,18 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
             "messages": to_stream_messages(messages),
             "response_format": kwargs["response_format"],
             "model": kwargs.get("model") or self.model_name,
+            "extra_headers": kwargs.get("extra_headers"),
+            "extra_body": self._extra_body(kwargs),
+            **sampling_options(kwargs, self),
         }
         if kwargs.get("tools"):
             request.update(messages=to_completion_messages(messages), tools=kwargs["tools"])
             if kwargs.get("tool_choice") is not None:
                 request["tool_choice"] = kwargs["tool_choice"]
-        for name in _SAMPLING:
-            value = kwargs.get(name, getattr(self, name))
-            if value is not None:
-                request[name] = value
         return request
 
     def _stream_event_chunk(
-        self, event: StreamEvent, stream_id: str, partial: list[str]
+        self, event: StreamEvent, stream_id: str, partial: list[str], kwargs: Mapping[str, Any]
     ) -> ChatGenerationChunk | None:
         if isinstance(event, DeltaEvent):
             partial.append(event.content)
@@ -431,22 +540,17 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
                 {"error_code": event.error_code, "detail": event.detail}, partial="".join(partial)
             )
         if isinstance(event, DoneEvent):
-            usage = event.usage
             return ChatGenerationChunk(
                 message=AIMessageChunk(
                     content="",
                     id=stream_id,
-                    usage_metadata=UsageMetadata(
-                        input_tokens=usage.prompt_tokens,
-                        output_tokens=usage.completion_tokens,
-                        total_tokens=usage.total_tokens,
-                    )
-                    if usage
-                    else None,
+                    usage_metadata=_usage_metadata(token_usage(event.usage)),
                     response_metadata={
-                        "finish_reason": event.status,
+                        "finish_reason": finish_reason(event.status),
+                        "raw_finish_reason": event.status,
                         "stream_id": stream_id,
-                        "model_name": self.model_name,
+                        "model_name": (event.model_extra or {}).get("model")
+                        or self._default_model_name(kwargs),
                         "model_provider": PROVIDER,
                     },
                     chunk_position="last",
@@ -457,22 +561,24 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
     def _stream_structured(
         self, messages: Sequence[BaseMessage], kwargs: Mapping[str, Any]
     ) -> Iterator[ChatGenerationChunk]:
-        handle = self.client.streams.start(**self._stream_request(messages, kwargs))
+        client = self._sync_client(kwargs)
+        handle = client.streams.start(**self._stream_request(messages, kwargs))
         partial: list[str] = []
-        with self.client.streams.events(handle.stream_id) as events:
+        with client.streams.events(handle.stream_id) as events:
             for event in events:
-                chunk = self._stream_event_chunk(event, handle.stream_id, partial)
+                chunk = self._stream_event_chunk(event, handle.stream_id, partial, kwargs)
                 if chunk is not None:
                     yield chunk
 
     async def _astream_structured(
         self, messages: Sequence[BaseMessage], kwargs: Mapping[str, Any]
     ) -> AsyncIterator[ChatGenerationChunk]:
-        handle = await self.async_client.streams.start(**self._stream_request(messages, kwargs))
+        client = self._async_client(kwargs)
+        handle = await client.streams.start(**self._stream_request(messages, kwargs))
         partial: list[str] = []
-        async with self.async_client.streams.events(handle.stream_id) as events:
+        async with client.streams.events(handle.stream_id) as events:
             async for event in events:
-                chunk = self._stream_event_chunk(event, handle.stream_id, partial)
+                chunk = self._stream_event_chunk(event, handle.stream_id, partial, kwargs)
                 if chunk is not None:
                     yield chunk
 
@@ -511,13 +617,7 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         formatted = [convert_to_openai_tool(tool) for tool in tools]
         names = [tool["function"]["name"] for tool in formatted]
         if tool_choice is not None and tool_choice is not False:
-            if tool_choice is True or tool_choice == "any":
-                tool_choice = "required"
-            elif isinstance(tool_choice, str) and tool_choice not in ("auto", "none", "required"):
-                if tool_choice not in names:
-                    raise ValueError(f"tool_choice {tool_choice!r} is not one of the bound tools {names}.")
-                tool_choice = {"type": "function", "function": {"name": tool_choice}}
-            kwargs["tool_choice"] = tool_choice
+            kwargs["tool_choice"] = tool_choice_for_api(tool_choice, names)
         if parallel_tool_calls is not None:
             kwargs["parallel_tool_calls"] = parallel_tool_calls
         return super().bind(tools=formatted, **kwargs)
@@ -613,9 +713,19 @@ def _text_chunk(text: str, message_id: str) -> ChatGenerationChunk:
 class _CompletionState:
     """What a completion stream says besides its deltas, gathered for the last chunk."""
 
-    __slots__ = ("finish_reason", "first_index", "id", "keep_only_first_call", "model", "session_id", "usage")
+    __slots__ = (
+        "finish_reason",
+        "first_index",
+        "id",
+        "keep_only_first_call",
+        "kwargs",
+        "model",
+        "session_id",
+        "usage",
+    )
 
-    def __init__(self, keep_only_first_call: bool) -> None:
+    def __init__(self, kwargs: Mapping[str, Any], *, keep_only_first_call: bool) -> None:
+        self.kwargs = kwargs
         self.keep_only_first_call = keep_only_first_call
         self.first_index: int | None = None
         self.usage: UsageMetadata | None = None
@@ -623,3 +733,11 @@ class _CompletionState:
         self.id: str | None = None
         self.model: str | None = None
         self.session_id: str | None = None
+
+
+def _usage_metadata(usage: TokenUsage | None) -> UsageMetadata | None:
+    if usage is None:
+        return None
+    return UsageMetadata(
+        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, total_tokens=usage.total_tokens
+    )

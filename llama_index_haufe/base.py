@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import re
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from contextlib import aclosing, closing
@@ -45,8 +44,17 @@ from pydantic import BaseModel
 
 from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient
 from haufe_copilot._component import LazyClients, share_by_reference
-from haufe_copilot._logging import is_secret_header
 from haufe_copilot._protocol import check_question
+from haufe_copilot._pickling import connections_from_pickle, connections_to_pickle
+from haufe_copilot._settings import (
+    check_proxy,
+    check_timeout,
+    headers_for_display,
+    headers_from_serialised,
+    split_unknown_settings,
+    timeout_from_json,
+    timeout_to_json,
+)
 from haufe_copilot.conversation import (
     AnswerDelta,
     AssistantTurn,
@@ -55,7 +63,16 @@ from haufe_copilot.conversation import (
     astream_answer,
     stream_answer,
 )
-from haufe_copilot.errors import ConfigurationError, InvalidRequestError
+from haufe_copilot.errors import InvalidRequestError
+from haufe_copilot.routing import (
+    CAPABILITIES,
+    SAMPLING_PARAMETERS,
+    client_for_call,
+    estimate_tokens,
+    require_assistant,
+    sampling_options,
+    tool_choice_for_api,
+)
 
 from ._messages import to_completion_messages, to_turns, tool_selections
 from ._responses import (
@@ -74,12 +91,12 @@ logger = logging.getLogger("llama_index_haufe")
 DEFAULT_CONTEXT_WINDOW = 128_000
 DEFAULT_NUM_OUTPUT = 4_096
 
-_SAMPLING = ("temperature", "max_tokens", "top_p", "presence_penalty", "frequency_penalty")
 _THREAD_KEYWORDS = ("assistant_id", "user_id", "thread_id", "stateless")
 _CALL_KEYWORDS = frozenset(
     {
-        *_SAMPLING,
+        *SAMPLING_PARAMETERS,
         *_THREAD_KEYWORDS,
+        "timeout",
         "stop",
         "session_id",
         "tools",
@@ -90,7 +107,6 @@ _CALL_KEYWORDS = frozenset(
         "extra_headers",
     }
 )
-_TOOL_CHOICES = ("auto", "none", "required")
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -115,6 +131,8 @@ class _Request:
     options: dict[str, Any] = field(default_factory=dict)
     parallel_tool_calls: bool = True
     stop: tuple[str, ...] = ()
+    #: A per-call `timeout=`, for each attempt of this call.
+    timeout: Any = None
 
 
 def _stop_sequences(stop: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -136,15 +154,8 @@ def _tool_spec(tool: Any) -> dict[str, Any]:
     raise InvalidRequestError(f"tools must be LlamaIndex tools or OpenAI-style tool dicts, not {tool!r}.")
 
 
-def _tool_choice(tool_choice: Any, tool_required: bool = False) -> Any:
-    """`tool_choice` as the completions API takes it: "auto", "none", "required", or a named function."""
-    if tool_choice is None:
-        return "required" if tool_required else "auto"
-    if isinstance(tool_choice, str):
-        if tool_choice in _TOOL_CHOICES:
-            return tool_choice
-        return {"type": "function", "function": {"name": tool_choice}}
-    return tool_choice
+def _tool_names(specs: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [str((spec.get("function") or {}).get("name")) for spec in specs]
 
 
 def json_schema_format(output_cls: type[BaseModel]) -> dict[str, Any]:
@@ -283,12 +294,23 @@ class HaufeCopilot(FunctionCallingLLM):
         default=None, exclude=True, description="A sync or async callable giving Bearer tokens."
     )
     timeout: float | httpx.Timeout | None = Field(
-        default=None, description="Seconds or an httpx.Timeout; default connect 5 s, read 60 s."
+        default=None,
+        description="Seconds, an httpx.Timeout or a dict of its arguments; default connect 5 s, read 60 s. "
+        "Per call: timeout=.",
     )
     max_retries: int = Field(default=2, ge=0, description="Attempts after the first (docs/contract.md).")
-    default_headers: dict[str, str] | None = Field(default=None, repr=False)
+    default_headers: dict[str, str] | None = Field(
+        default=None,
+        description="Headers sent with every request; credentials among them are redacted in repr and dumps.",
+    )
+    proxy: str | None = Field(
+        default=None,
+        description="A forward proxy URL; default the environment's (HTTPS_PROXY, HTTP_PROXY, ...).",
+    )
     http_client: httpx.Client | None = Field(
-        default=None, exclude=True, description="An httpx.Client you own."
+        default=None,
+        exclude=True,
+        description="An httpx.Client you own (unpickled in the same process, the LLM gets it back).",
     )
     http_async_client: httpx.AsyncClient | None = Field(
         default=None, exclude=True, description="An httpx.AsyncClient you own (it belongs to one loop)."
@@ -303,6 +325,16 @@ class HaufeCopilot(FunctionCallingLLM):
     )
     presence_penalty: float | None = Field(default=None, description="Platform only.")
     frequency_penalty: float | None = Field(default=None, description="Platform only.")
+    additional_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra request-body fields sent on every path (a per-call extra_body wins); "
+        "an unknown constructor keyword lands here with a warning.",
+    )
+    tokenizer: Callable[[str], Sequence[Any]] | None = Field(
+        default=None,
+        exclude=True,
+        description="An exact tokenizer (text to tokens) for count_tokens; default an estimate.",
+    )
 
     structured_output_method: Literal["function_calling", "json_schema"] = Field(
         default="function_calling",
@@ -315,12 +347,28 @@ class HaufeCopilot(FunctionCallingLLM):
 
     # -- configuration ----------------------------------------------------------------------
 
+    def __init__(self, **data: Any) -> None:
+        # Checked before pydantic sees them: a bad value is a ConfigurationError naming the
+        # setting and its accepted forms; an unknown keyword is kept (and said), not dropped.
+        if "timeout" in data:
+            data["timeout"] = check_timeout(data["timeout"])
+        if "proxy" in data:
+            data["proxy"] = check_proxy(data["proxy"])
+        fields = type(self).model_fields
+        known = {*fields, *(field.alias for field in fields.values() if field.alias), "class_name"}
+        super().__init__(
+            **split_unknown_settings(data, known, extra_field="additional_kwargs", owner="HaufeCopilot")
+        )
+
     @field_validator("timeout", mode="before")
     @classmethod
     def _timeout_from_dict(cls, value: Any) -> Any:
-        if isinstance(value, Mapping):
-            return httpx.Timeout(**value)
-        return value
+        return timeout_from_json(value)
+
+    @field_validator("default_headers", mode="before")
+    @classmethod
+    def _headers_from_dump(cls, value: Any) -> Any:
+        return headers_from_serialised(value, "HaufeCopilot") if isinstance(value, Mapping) else value
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -329,13 +377,15 @@ class HaufeCopilot(FunctionCallingLLM):
 
     @field_serializer("timeout")
     def _serialise_timeout(self, value: float | httpx.Timeout | None) -> Any:
-        return value.as_dict() if isinstance(value, httpx.Timeout) else value
+        return timeout_to_json(value)
 
     @field_serializer("default_headers")
     def _serialise_headers(self, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is None:
-            return None
-        return {k: v for k, v in value.items() if not is_secret_header(k)}
+        return headers_for_display(value)
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, headers_for_display(value) if name == "default_headers" else value
 
     @classmethod
     def class_name(cls) -> str:
@@ -347,7 +397,7 @@ class HaufeCopilot(FunctionCallingLLM):
             context_window=self.context_window,
             num_output=self.max_tokens or self.num_output,
             is_chat_model=True,
-            is_function_calling_model=True,
+            is_function_calling_model=CAPABILITIES["tool_calling"],
             model_name=self.model or "haufe-copilot",
             system_role=MessageRole.SYSTEM,
         )
@@ -362,6 +412,19 @@ class HaufeCopilot(FunctionCallingLLM):
         """The async core client, built on first use; it serves every event loop."""
         return self._clients.async_(self)
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text`: exact with `tokenizer=`, else an estimate
+        (`haufe_copilot.routing.estimate_tokens`; the service's tokenizer is not public)."""
+        if self.tokenizer is not None:
+            return len(self.tokenizer(text))
+        return estimate_tokens(text)
+
+    def tokenizer_fn(self, text: str) -> list[int]:
+        """`count_tokens` in the shape LlamaIndex's `Settings.tokenizer` and memories take (a
+        list as long as the count), so `ChatMemoryBuffer(token_limit=..., tokenizer_fn=llm.tokenizer_fn)`
+        needs no tiktoken download."""
+        return [0] * self.count_tokens(text)
+
     def close(self) -> None:
         """Close the sync client's connections (a later call opens new ones)."""
         self._clients.close()
@@ -373,24 +436,24 @@ class HaufeCopilot(FunctionCallingLLM):
     # -- pickling and copying: the clients stay behind --------------------------------------
 
     def __getstate__(self) -> dict[Any, Any]:
-        fields = dict(self.__dict__)
-        for name in ("http_client", "http_async_client"):
-            if fields.get(name) is not None:
-                logger.warning("HaufeCopilot: %s holds connections and is not pickled.", name)
-                fields[name] = None
-        provider = fields.get("token_provider")
-        if provider is not None:
-            try:
-                pickle.dumps(provider)
-            except Exception:
-                logger.warning("HaufeCopilot: token_provider cannot be pickled and is left out.")
-                fields["token_provider"] = None
+        fields = connections_to_pickle(self.__dict__, "HaufeCopilot")
+        tokenizer = fields.get("tokenizer")
+        if (
+            tokenizer is not None
+            and connections_to_pickle({"token_provider": tokenizer}, "HaufeCopilot")["token_provider"] is None
+        ):
+            fields["tokenizer"] = None
         return {
             "__dict__": fields,
             "__pydantic_extra__": self.__pydantic_extra__,
             "__pydantic_fields_set__": set(self.__pydantic_fields_set__),
             "__pydantic_private__": {"_clients": LazyClients()},
         }
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        state = dict(state)
+        state["__dict__"] = connections_from_pickle(dict(state["__dict__"]), "HaufeCopilot")
+        super().__setstate__(state)
 
     def __copy__(self) -> HaufeCopilot:
         # `model_copy(update=...)` may change what the clients are built from: never share them.
@@ -405,16 +468,14 @@ class HaufeCopilot(FunctionCallingLLM):
     # -- one call, decided --------------------------------------------------------------------
 
     def _request(self, messages: Sequence[ChatMessage], kwargs: Mapping[str, Any]) -> _Request:
+        check_timeout(kwargs.get("timeout"), "timeout (per call)", InvalidRequestError)
         unknown = sorted(set(kwargs) - _CALL_KEYWORDS)
         if unknown:
             logger.debug("HaufeCopilot ignores the keywords %s", unknown)
-        sampling = {
-            name: kwargs[name] if kwargs.get(name) is not None else getattr(self, name) for name in _SAMPLING
-        }
-        sampling = {name: value for name, value in sampling.items() if value is not None}
+        sampling = sampling_options(kwargs, self)
         stop = _stop_sequences(kwargs["stop"] if kwargs.get("stop") is not None else self.stop)
         extras = {
-            "extra_body": kwargs.get("extra_body"),
+            "extra_body": {**self.additional_kwargs, **(kwargs.get("extra_body") or {})} or None,
             "extra_headers": kwargs.get("extra_headers"),
         }
         tools = [_tool_spec(tool) for tool in kwargs.get("tools") or ()]
@@ -437,7 +498,7 @@ class HaufeCopilot(FunctionCallingLLM):
                 **sampling,
                 "stop": list(stop) or None,
                 "tools": tools,
-                "tool_choice": _tool_choice(kwargs.get("tool_choice")),
+                "tool_choice": tool_choice_for_api(kwargs.get("tool_choice"), _tool_names(tools)),
                 "session_id": kwargs.get("session_id"),
                 **extras,
             }
@@ -446,6 +507,7 @@ class HaufeCopilot(FunctionCallingLLM):
                 messages=messages_out,
                 options={k: v for k, v in options.items() if v is not None},
                 parallel_tool_calls=bool(kwargs.get("parallel_tool_calls", True)),
+                timeout=kwargs.get("timeout"),
             )
         if response_format is not None:
             options = {
@@ -460,13 +522,9 @@ class HaufeCopilot(FunctionCallingLLM):
                 messages=messages_out,
                 options={k: v for k, v in options.items() if v is not None},
                 stop=stop,
+                timeout=kwargs.get("timeout"),
             )
-        assistant_id = kwargs.get("assistant_id") or self.assistant_id
-        if not assistant_id:
-            raise ConfigurationError(
-                "No assistant: pass assistant_id=... to HaufeCopilot (or per call), or set "
-                "HAUFE_COPILOT_ASSISTANT_ID."
-            )
+        assistant_id = require_assistant(kwargs.get("assistant_id"), self.assistant_id, "HaufeCopilot")
         if sampling:
             logger.debug(
                 "the assistant API takes no sampling parameters; ignoring %s (platform only)",
@@ -484,7 +542,7 @@ class HaufeCopilot(FunctionCallingLLM):
             extra_body=extras["extra_body"],
             extra_headers=extras["extra_headers"],
         )
-        return _Request(route="assistant", turn=turn)
+        return _Request(route="assistant", turn=turn, timeout=kwargs.get("timeout"))
 
     # -- public methods: decorated once, over the undecorated ones below ---------------------
 
@@ -533,10 +591,10 @@ class HaufeCopilot(FunctionCallingLLM):
         request = self._request(messages, kwargs)
         if request.route == "assistant":
             assert request.turn is not None
-            return assistant_final(answer(self.client, request.turn), streamed=False)
+            return assistant_final(answer(self._sync(request), request.turn), streamed=False)
         if request.route == "completions":
             # With tools the core streams underneath (tool calls come only over SSE).
-            completion = self.client.completions.create(messages=request.messages, **request.options)
+            completion = self._sync(request).completions.create(messages=request.messages, **request.options)
             return completion_response(completion, parallel_tool_calls=request.parallel_tool_calls)
         final: ChatResponse | None = None
         for response in self._stream_events(request):
@@ -548,7 +606,7 @@ class HaufeCopilot(FunctionCallingLLM):
         request = self._request(messages, kwargs)
         if request.route == "assistant":
             assert request.turn is not None
-            return self._stream_assistant(request.turn)
+            return self._stream_assistant(request)
         if request.route == "completions":
             return self._stream_completion(request)
         return self._stream_events(request)
@@ -557,9 +615,9 @@ class HaufeCopilot(FunctionCallingLLM):
         request = self._request(messages, kwargs)
         if request.route == "assistant":
             assert request.turn is not None
-            return assistant_final(await aanswer(self.async_client, request.turn), streamed=False)
+            return assistant_final(await aanswer(self._async(request), request.turn), streamed=False)
         if request.route == "completions":
-            completion = await self.async_client.completions.create(
+            completion = await self._async(request).completions.create(
                 messages=request.messages, **request.options
             )
             return completion_response(completion, parallel_tool_calls=request.parallel_tool_calls)
@@ -573,16 +631,23 @@ class HaufeCopilot(FunctionCallingLLM):
         request = self._request(messages, kwargs)
         if request.route == "assistant":
             assert request.turn is not None
-            return self._astream_assistant(request.turn)
+            return self._astream_assistant(request)
         if request.route == "completions":
             return self._astream_completion(request)
         return self._astream_events(request)
 
     # the assistant API (threads, sources)
 
-    def _stream_assistant(self, turn: AssistantTurn) -> Generator[ChatResponse, None, None]:
+    def _sync(self, request: _Request) -> HaufeCopilotClient:
+        return client_for_call(self.client, request.timeout)
+
+    def _async(self, request: _Request) -> AsyncHaufeCopilotClient:
+        return client_for_call(self.async_client, request.timeout)
+
+    def _stream_assistant(self, request: _Request) -> Generator[ChatResponse, None, None]:
         text = ""
-        with closing(stream_answer(self.client, turn)) as pieces:
+        assert request.turn is not None
+        with closing(stream_answer(self._sync(request), request.turn)) as pieces:
             for piece in pieces:
                 if isinstance(piece, AnswerDelta):
                     text += piece.text
@@ -590,9 +655,10 @@ class HaufeCopilot(FunctionCallingLLM):
                 else:
                     yield assistant_final(piece, streamed=True)
 
-    async def _astream_assistant(self, turn: AssistantTurn) -> AsyncGenerator[ChatResponse, None]:
+    async def _astream_assistant(self, request: _Request) -> AsyncGenerator[ChatResponse, None]:
         text = ""
-        async with aclosing(astream_answer(self.async_client, turn)) as pieces:
+        assert request.turn is not None
+        async with aclosing(astream_answer(self._async(request), request.turn)) as pieces:
             async for piece in pieces:
                 if isinstance(piece, AnswerDelta):
                     text += piece.text
@@ -604,7 +670,7 @@ class HaufeCopilot(FunctionCallingLLM):
 
     def _stream_completion(self, request: _Request) -> Generator[ChatResponse, None, None]:
         assembler = CompletionAssembler(parallel_tool_calls=request.parallel_tool_calls)
-        with self.client.completions.create(
+        with self._sync(request).completions.create(
             messages=request.messages, stream=True, **request.options
         ) as chunks:
             for chunk in chunks:
@@ -615,7 +681,7 @@ class HaufeCopilot(FunctionCallingLLM):
 
     async def _astream_completion(self, request: _Request) -> AsyncGenerator[ChatResponse, None]:
         assembler = CompletionAssembler(parallel_tool_calls=request.parallel_tool_calls)
-        chunks = await self.async_client.completions.create(
+        chunks = await self._async(request).completions.create(
             messages=request.messages, stream=True, **request.options
         )
         async with chunks:
@@ -628,7 +694,7 @@ class HaufeCopilot(FunctionCallingLLM):
     # the async-streams API (response_format)
 
     def _stream_events(self, request: _Request) -> Generator[ChatResponse, None, None]:
-        client = self.client
+        client = self._sync(request)
         handle = client.streams.start(messages=request.messages, **request.options)
         assembler = EventAssembler(handle.stream_id, request.stop)
         with client.streams.events(handle.stream_id) as events:
@@ -641,7 +707,7 @@ class HaufeCopilot(FunctionCallingLLM):
         yield from assembler.finish()
 
     async def _astream_events(self, request: _Request) -> AsyncGenerator[ChatResponse, None]:
-        client = self.async_client
+        client = self._async(request)
         handle = await client.streams.start(messages=request.messages, **request.options)
         assembler = EventAssembler(handle.stream_id, request.stop)
         async with client.streams.events(handle.stream_id) as events:
@@ -678,7 +744,7 @@ class HaufeCopilot(FunctionCallingLLM):
         if specs:
             prepared.update(
                 tools=specs,
-                tool_choice=_tool_choice(tool_choice, tool_required),
+                tool_choice=tool_choice_for_api(tool_choice, _tool_names(specs), tool_required=tool_required),
                 parallel_tool_calls=allow_parallel_tool_calls,
             )
         return prepared
