@@ -158,12 +158,10 @@ def headers_for_display(headers: Mapping[str, str] | None) -> dict[str, str] | N
     return {name: REDACTED if is_secret_header(name) else value for name, value in headers.items()}
 
 
-def headers_from_serialised(headers: Mapping[str, str] | None, owner: str) -> dict[str, str] | None:
-    """`default_headers` read back from a dump: a redacted credential is dropped with a warning
-    (sending the marker as a credential would only fail later, at the server)."""
-    if headers is None:
-        return None
-    kept = {name: value for name, value in headers.items() if value != REDACTED}
+def headers_from_serialised(headers: Mapping[str, str | None], owner: str) -> dict[str, str]:
+    """`default_headers` read back from a dump: a redacted credential (or one a loader could not
+    fill in, None) is dropped with a warning; sending the marker would only fail at the server."""
+    kept = {name: value for name, value in headers.items() if value is not None and value != REDACTED}
     dropped = sorted(set(headers) - set(kept))
     if dropped:
         warnings.warn(

@@ -30,6 +30,11 @@ from haufe_copilot._settings import (
 )
 
 
+def header_secret_id(name: str) -> str:
+    """The LangChain secret a credential header is dumped as: `HAUFE_COPILOT_HEADER_<NAME>`."""
+    return "HAUFE_COPILOT_HEADER_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
 class HaufeClientFields(BaseModel):
     """Connection settings shared by `ChatHaufeCopilot` and `HaufeCopilotRetriever`."""
 
@@ -89,7 +94,6 @@ class HaufeClientFields(BaseModel):
     @classmethod
     def _headers_from_dump(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            value = {name: header for name, header in value.items() if header is not None}
             return headers_from_serialised(value, cls.__name__)
         return value
 
@@ -107,12 +111,12 @@ class HaufeClientFields(BaseModel):
 
     @property
     def _header_secrets(self) -> dict[str, str]:
-        """LangChain secrets for the credential headers: `dumpd` writes a reference, not the value."""
-        return {
-            f"default_headers.{name}": "HAUFE_COPILOT_HEADER_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
-            for name in self.default_headers or {}
-            if is_secret_header(name) and "." not in name
-        }
+        """For `lc_secrets`: with a credential among `default_headers`, the field is a secret, so
+        LangChain's dump neither escapes nor shows it; `to_json` then writes each credential
+        header as a secret reference of its own and the others as they are."""
+        if any(is_secret_header(name) for name in self.default_headers or {}):
+            return {"default_headers": "HAUFE_COPILOT_DEFAULT_HEADERS"}
+        return {}
 
     def to_json(self) -> Any:
         serialised = super().to_json()  # type: ignore[misc]
@@ -120,12 +124,12 @@ class HaufeClientFields(BaseModel):
         if isinstance(kwargs, dict):
             if isinstance(kwargs.get("timeout"), httpx.Timeout):
                 kwargs["timeout"] = timeout_to_json(kwargs["timeout"])
-            headers = kwargs.get("default_headers")
-            if isinstance(headers, dict):
-                # A header whose name LangChain's secret paths cannot hold ("." in it) is redacted.
+            if "default_headers" in kwargs and self.default_headers is not None:
                 kwargs["default_headers"] = {
-                    name: value if isinstance(value, dict) else headers_for_display({name: value})[name]  # type: ignore[index]
-                    for name, value in headers.items()
+                    name: {"lc": 1, "type": "secret", "id": [header_secret_id(name)]}
+                    if is_secret_header(name)
+                    else value
+                    for name, value in self.default_headers.items()
                 }
         return serialised
 

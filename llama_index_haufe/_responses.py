@@ -30,6 +30,8 @@ from haufe_copilot._stop import StopFilter
 from haufe_copilot._tool_calls import AssembledToolCall, ToolCallAccumulator
 from haufe_copilot.conversation import AnswerDelta, AnswerResult
 from haufe_copilot.errors import APIError, error_from_stream_object
+from haufe_copilot.routing import finish_reason as finish_reason_of
+from haufe_copilot.routing import token_usage
 from haufe_copilot.types.completions import ChatCompletion, ChatCompletionChunk, Usage
 from haufe_copilot.types.streams import DeltaEvent, DoneEvent, ErrorEvent, StreamEvent
 
@@ -89,13 +91,10 @@ def _response(
 
 
 def _token_counts(usage: Usage | None) -> dict[str, Any]:
-    if usage is None:
-        return {}
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-    }
+    """The server's token counts under OpenAI's names, as llama-index-llms-openai puts them in
+    `ChatResponse.additional_kwargs` (empty when the API reports none: nothing is estimated)."""
+    counts = token_usage(usage)
+    return counts.as_openai() if counts is not None else {}
 
 
 # -- the assistant API -----------------------------------------------------------------------
@@ -128,7 +127,10 @@ def _completion_metadata(
     finish_reason: str | None, session_id: str | None, usage: Usage | None, model: str | None
 ) -> dict[str, Any]:
     return {
-        "finish_reason": finish_reason,
+        # LangChain's words (stop, length, tool_calls, content_filter), as the LangChain adapter
+        # says them; the server's own beside it.
+        "finish_reason": finish_reason_of(finish_reason),
+        "raw_finish_reason": finish_reason,
         "session_id": session_id,
         "usage": usage.model_dump() if usage is not None else None,
         "model": model,
@@ -220,8 +222,9 @@ class EventAssembler:
     `status` and `usage` in `message.additional_kwargs`. An `error` event raises its typed
     error; a stream that ends other than `completed` raises `APIError`."""
 
-    def __init__(self, stream_id: str, stop: Sequence[str] = ()) -> None:
+    def __init__(self, stream_id: str, stop: Sequence[str] = (), model: str | None = None) -> None:
         self.stream_id = stream_id
+        self.model = model
         self.text = ""
         self._filter = StopFilter(stop)
         self.done: DoneEvent | None = None
@@ -261,11 +264,16 @@ class EventAssembler:
         if tail is not None:
             responses.append(tail)
         usage = self.done.usage if self.done is not None else None
+        status = self.done.status if self.done is not None else "stopped"
         metadata = {
             "stream_id": self.stream_id,
-            "status": self.done.status if self.done is not None else "stopped",
+            "status": status,
+            "finish_reason": "stop" if self._filter.stopped else finish_reason_of(status),
+            "raw_finish_reason": status,
             "usage": usage.model_dump() if usage is not None else None,
+            "model": (self.done.model_extra or {}).get("model") if self.done is not None else None,
         }
+        metadata["model"] = metadata["model"] or self.model
         extra = {"stopped": True, **_token_counts(usage)} if self._filter.stopped else _token_counts(usage)
         responses.append(
             _response(

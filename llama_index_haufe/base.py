@@ -696,7 +696,7 @@ class HaufeCopilot(FunctionCallingLLM):
     def _stream_events(self, request: _Request) -> Generator[ChatResponse, None, None]:
         client = self._sync(request)
         handle = client.streams.start(messages=request.messages, **request.options)
-        assembler = EventAssembler(handle.stream_id, request.stop)
+        assembler = EventAssembler(handle.stream_id, request.stop, model=self.model or "haufe-copilot")
         with client.streams.events(handle.stream_id) as events:
             for event in events:
                 response = assembler.feed(event)
@@ -709,7 +709,7 @@ class HaufeCopilot(FunctionCallingLLM):
     async def _astream_events(self, request: _Request) -> AsyncGenerator[ChatResponse, None]:
         client = self._async(request)
         handle = await client.streams.start(messages=request.messages, **request.options)
-        assembler = EventAssembler(handle.stream_id, request.stop)
+        assembler = EventAssembler(handle.stream_id, request.stop, model=self.model or "haufe-copilot")
         async with client.streams.events(handle.stream_id) as events:
             async for event in events:
                 response = assembler.feed(event)
