@@ -22,9 +22,11 @@ from .errors import ConfigurationError, HaufeCopilotError
 
 __all__ = [
     "TIMEOUT_FORMS",
+    "CredentialValue",
     "check_proxy",
     "check_timeout",
     "check_url_port",
+    "guarded_headers",
     "headers_for_display",
     "headers_from_serialised",
     "split_unknown_settings",
@@ -149,6 +151,27 @@ def split_unknown_settings(
     if extras or extra_field in values:
         values[extra_field] = extras
     return values
+
+
+class CredentialValue(str):
+    """A credential header's value: the very string (sent, compared, pickled as it is), shown as
+    the redaction marker by `repr`, so no dict or model repr that holds it (`vars(model)`, a
+    traceback's locals) shows the secret."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(REDACTED)
+
+
+def guarded_headers(headers: Mapping[str, str] | None) -> dict[str, str] | None:
+    """`default_headers` as a component keeps them: credential values as `CredentialValue`s."""
+    if headers is None:
+        return None
+    return {
+        name: CredentialValue(value) if is_secret_header(name) and isinstance(value, str) else value
+        for name, value in headers.items()
+    }
 
 
 def headers_for_display(headers: Mapping[str, str] | None) -> dict[str, str] | None:

@@ -23,6 +23,7 @@ from haufe_copilot._pickling import connections_from_pickle, connections_to_pick
 from haufe_copilot._settings import (
     check_proxy,
     check_timeout,
+    guarded_headers,
     headers_for_display,
     headers_from_serialised,
     timeout_from_json,
@@ -96,6 +97,11 @@ class HaufeClientFields(BaseModel):
         if isinstance(value, dict):
             return headers_from_serialised(value, cls.__name__)
         return value
+
+    @field_validator("default_headers", mode="after")
+    @classmethod
+    def _guard_credentials(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return guarded_headers(value)
 
     @field_serializer("default_headers")
     def _redact_headers(self, value: dict[str, str] | None) -> dict[str, str] | None:

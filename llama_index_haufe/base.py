@@ -49,6 +49,7 @@ from haufe_copilot._pickling import connections_from_pickle, connections_to_pick
 from haufe_copilot._settings import (
     check_proxy,
     check_timeout,
+    guarded_headers,
     headers_for_display,
     headers_from_serialised,
     split_unknown_settings,
@@ -378,6 +379,11 @@ class HaufeCopilot(FunctionCallingLLM):
     @field_serializer("timeout")
     def _serialise_timeout(self, value: float | httpx.Timeout | None) -> Any:
         return timeout_to_json(value)
+
+    @field_validator("default_headers", mode="after")
+    @classmethod
+    def _guard_credentials(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return guarded_headers(value)
 
     @field_serializer("default_headers")
     def _serialise_headers(self, value: dict[str, str] | None) -> dict[str, str] | None:

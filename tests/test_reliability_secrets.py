@@ -43,11 +43,21 @@ from .reliability.servers import RawServer, refused_port
 PLATFORM_TOKEN = "pt-test-" + secrets.token_hex(16)
 PROVIDER_TOKEN = "eyJhbGciOiJIUzI1NiJ9." + secrets.token_urlsafe(24) + "." + secrets.token_urlsafe(16)
 EXPIRED_TOKEN = "eyJleHBpcmVkIjp0cnVlfQ." + secrets.token_urlsafe(24)
+#: Credentials a caller puts in `default_headers` (a gateway's subscription key, a session token).
+HEADER_KEY = "hk-test-" + secrets.token_hex(16)
+HEADER_TOKEN = "ht-test-" + secrets.token_hex(16)
+CREDENTIAL_HEADERS = {
+    "Ocp-Apim-Subscription-Key": HEADER_KEY,
+    "X-Session-Token": HEADER_TOKEN,
+    "x-trace": "1",
+}
 SECRETS = {
     "api key": SESSION_API_KEY,
     "platform token": PLATFORM_TOKEN,
     "provider token": PROVIDER_TOKEN,
     "expired provider token": EXPIRED_TOKEN,
+    "default_headers key": HEADER_KEY,
+    "default_headers token": HEADER_TOKEN,
 }
 WEATHER = {
     "type": "function",
@@ -266,6 +276,7 @@ async def gather_core_async(emulator: EmulatorServer, out: Surfaces) -> None:
 
 
 def gather_langchain(emulator: EmulatorServer, out: Surfaces) -> None:
+    from langchain_core.callbacks import BaseCallbackHandler
     from langchain_core.load import dumpd, dumps
     from langchain_core.tracers.base import BaseTracer
 
@@ -279,8 +290,21 @@ def gather_langchain(emulator: EmulatorServer, out: Surfaces) -> None:
         def _persist_run(self, run: Any) -> None:
             self.runs.append(run)
 
+    class Serialized(BaseCallbackHandler):
+        """What every callback handler receives: the `serialized` model and its parameters."""
+
+        def __init__(self) -> None:
+            self.seen: list[Any] = []
+
+        def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+            self.seen.append((serialized, kwargs.get("invocation_params"), kwargs.get("metadata")))
+
+        def on_retriever_start(self, serialized: Any, query: str, **kwargs: Any) -> None:
+            self.seen.append((serialized, kwargs.get("metadata")))
+
     tracer = Runs()
-    config: Any = {"callbacks": [tracer], "metadata": {"purpose": "secrets"}}
+    handler = Serialized()
+    config: Any = {"callbacks": [tracer, handler], "metadata": {"purpose": "secrets"}}
     models = {
         "key": ChatHaufeCopilot(
             api_key=SESSION_API_KEY,
@@ -295,6 +319,13 @@ def gather_langchain(emulator: EmulatorServer, out: Surfaces) -> None:
             base_url=emulator.url,
             assistant_id=ASSISTANT_ID,
             max_retries=0,
+        ),
+        "headers": ChatHaufeCopilot(
+            api_key=SESSION_API_KEY,
+            base_url=emulator.url,
+            assistant_id=ASSISTANT_ID,
+            max_retries=0,
+            default_headers=CREDENTIAL_HEADERS,
         ),
     }
     for name, model in models.items():
@@ -334,6 +365,9 @@ def gather_langchain(emulator: EmulatorServer, out: Surfaces) -> None:
         dumpd(retriever) if retriever.is_lc_serializable() else retriever.model_dump(),
     )
     assert tracer.runs, "the tracer saw no runs"
+    assert handler.seen, "the callback handler saw nothing"
+    for seen in handler.seen:
+        out.add("langchain callback serialized", seen)
     for (
         run
     ) in tracer.runs:  # what LangSmith would be sent: serialized model, invocation params, metadata, errors
@@ -373,7 +407,7 @@ def gather_llama_index(emulator: EmulatorServer, out: Surfaces) -> None:
                 base_url=emulator.url,
                 assistant_id=ASSISTANT_ID,
                 max_retries=0,
-                default_headers={"x-trace": "1"},
+                default_headers=CREDENTIAL_HEADERS,
             ),
             "provider": HaufeCopilot(
                 api_key=SESSION_API_KEY,
@@ -481,6 +515,8 @@ def test_no_secret_on_any_surface(
     # The credentials were really in use (so their absence above means something).
     sent = [r.headers for r in list(secret_emulator.state.requests)]
     assert any(h.get("api-key") == "<redacted>" for h in sent)
+    assert sum(1 for h in sent if h.get("ocp-apim-subscription-key") == "<redacted>") > 10
+    assert sum(1 for h in sent if h.get("x-session-token") == "<redacted>") > 10
     assert sum(1 for h in sent if h.get("authorization") == "<redacted>") > 20
     assert "api-key': '<redacted>'" in caplog.text and "authorization': '<redacted>'" in caplog.text
     assert len(out.texts) > 300, len(out.texts)
