@@ -18,27 +18,59 @@ from langchain_tests.integration_tests import ChatModelIntegrationTests, Retriev
 from langchain_tests.unit_tests import ChatModelUnitTests
 
 from haufe_copilot.emulator import EmulatorServer
+from haufe_copilot.routing import CAPABILITIES
 from langchain_haufe import ChatHaufeCopilot, HaufeCopilotRetriever
 
 from .conftest import ASSISTANT_ID, SESSION_API_KEY
 
 
 class _Capabilities:
+    """The suite's flags, from the capabilities the model's `profile` announces (so the two
+    cannot disagree), and what the profile has no key for."""
+
     @property
     def chat_model_class(self) -> type[ChatHaufeCopilot]:
         return ChatHaufeCopilot
 
     @property
     def has_tool_calling(self) -> bool:
-        return True
+        return CAPABILITIES["tool_calling"]
 
     @property
     def has_tool_choice(self) -> bool:
-        return True
+        return CAPABILITIES["tool_choice"]
 
     @property
     def has_structured_output(self) -> bool:
-        return True
+        return CAPABILITIES["structured_output"]
+
+    @property
+    def supports_image_inputs(self) -> bool:
+        return CAPABILITIES["image_inputs"]
+
+    @property
+    def supports_image_urls(self) -> bool:
+        return CAPABILITIES["image_url_inputs"]
+
+    @property
+    def supports_pdf_inputs(self) -> bool:
+        return CAPABILITIES["pdf_inputs"]
+
+    @property
+    def supports_audio_inputs(self) -> bool:
+        return CAPABILITIES["audio_inputs"]
+
+    @property
+    def supports_video_inputs(self) -> bool:
+        return CAPABILITIES["video_inputs"]
+
+    @property
+    def supports_image_tool_message(self) -> bool:
+        return CAPABILITIES["image_tool_message"]
+
+    @property
+    def supports_pdf_tool_message(self) -> bool:
+        return CAPABILITIES["pdf_tool_message"]
 
     @property
     def supports_json_mode(self) -> bool:
@@ -50,7 +82,9 @@ class _Capabilities:
 
     @property
     def returns_usage_metadata(self) -> bool:
-        return False  # the assistant API reports no usage (the completions path does)
+        # The suite asks a plain invoke("Hello"), which the assistant API answers, and it reports
+        # no usage; the tool and json_schema paths do (tests/test_adapter_settings.py).
+        return False
 
     @property
     def model_override_value(self) -> str:
