@@ -397,6 +397,18 @@ def test_the_profile_and_the_llama_index_metadata_say_the_same(emulator: Emulato
     assert metadata.is_function_calling_model is profile["tool_calling"] and metadata.is_chat_model
 
 
+def test_create_agent_chooses_native_structured_output_from_the_profile(emulator: EmulatorServer) -> None:
+    from langchain.agents import create_agent
+
+    before = len(emulator.state.requests)
+    agent = create_agent(chat_model(emulator), tools=[], response_format=Frist)
+    result = agent.invoke({"messages": [{"role": "user", "content": QUESTION}]})
+    assert isinstance(result["structured_response"], Frist)
+    # the provider strategy (the profile says structured_output): the async-streams API, no tool call
+    paths = [r.path for r in list(emulator.state.requests)[before:]]
+    assert paths[0] == STREAMS and COMPLETIONS not in paths
+
+
 # -- 2. token counting ----------------------------------------------------------------------------
 
 
