@@ -166,7 +166,9 @@ class HaufeClientFields(BaseModel):
         return clone
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Any:
+        # pydantic's own state, not the pickle's: a copy shares the clients and the token
+        # provider by reference, whether or not they could be pickled.
         memo = share_by_reference(self, memo)
         clone = type(self).__new__(type(self))
-        clone.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        BaseModel.__setstate__(clone, copy.deepcopy(BaseModel.__getstate__(self), memo))
         return clone
