@@ -540,6 +540,7 @@ def test_a_model_with_its_own_http_clients_pickles_and_deep_copies(
         model: Any = build(emulator, http_client=http, http_async_client=http_async)
         for twin in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
             assert twin.http_client is http and twin.http_async_client is http_async
+
         # a token provider that cannot be pickled is still shared by a deep copy
         def provider() -> str:
             return SESSION_API_KEY
