@@ -30,6 +30,7 @@ __all__ = [
     "HaufeCopilotError",
     "InternalServerError",
     "InvalidRequestError",
+    "MissingAssistantError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -73,6 +74,11 @@ class EmptyMessageError(InvalidRequestError):
     """
 
     error_code: ClassVar[str] = "message_content_empty"
+
+
+class MissingAssistantError(ConfigurationError, InvalidRequestError):
+    """A call on the assistant path with no assistant configured or passed: both a
+    `ConfigurationError` (what it is) and an `InvalidRequestError` (what LangChain users caught)."""
 
 
 class APIError(HaufeCopilotError):

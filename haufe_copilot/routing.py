@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ._settings import check_timeout
-from .errors import ConfigurationError, InvalidRequestError
+from .errors import InvalidRequestError, MissingAssistantError
 
 if TYPE_CHECKING:
     from .types.completions import Usage
@@ -52,11 +52,6 @@ def sampling_options(call: Mapping[str, Any], fields: object) -> dict[str, Any]:
         if value is not None:
             chosen[name] = value
     return chosen
-
-
-class MissingAssistantError(ConfigurationError, InvalidRequestError):
-    """A call on the assistant path, and no assistant configured or passed. Both a
-    `ConfigurationError` (what it is) and an `InvalidRequestError` (what LangChain users caught)."""
 
 
 def require_assistant(per_call: str | None, configured: str | None, owner: str) -> str:
