@@ -44,8 +44,8 @@ from pydantic import BaseModel
 
 from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient
 from haufe_copilot._component import LazyClients, share_by_reference
-from haufe_copilot._protocol import check_question
 from haufe_copilot._pickling import connections_from_pickle, connections_to_pickle
+from haufe_copilot._protocol import check_question
 from haufe_copilot._settings import (
     check_proxy,
     check_timeout,
