@@ -151,7 +151,8 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         A keyword that is no field (`temprature=0.2`) is moved into `model_kwargs` with a
         warning and sent in the request body on every path, as ChatOpenAI does; a field
         passed inside `model_kwargs` is an error. `timeout=` per call (`invoke(...,
-        timeout=5)`) applies to each attempt of that call on every path.
+        timeout=5)`) applies to each attempt of that call on every path (a timed-out attempt is
+        retried as `max_retries` says, as openai-python does).
     """
 
     assistant_id: str | None = Field(default_factory=from_env("HAUFE_COPILOT_ASSISTANT_ID", default=None))
