@@ -9,7 +9,6 @@ in `_logging.is_secret_header`).
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -41,20 +40,16 @@ TIMEOUT_FORMS = (
 _TIMEOUT_PARTS = ("connect", "read", "write", "pool")
 
 
-def _seconds(value: object) -> bool:
-    return (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    )
-
-
 def check_timeout(
     value: object, setting: str = "timeout", error: type[HaufeCopilotError] = ConfigurationError
 ) -> httpx.Timeout | float | None:
     """`value` as a timeout the client takes (seconds or an `httpx.Timeout`), or `error` naming
     `setting` and the accepted forms. A dict becomes an `httpx.Timeout` (that is how one
-    serialises); a part of an `httpx.Timeout` may be None (no limit), never zero or negative."""
-    if value is None or _seconds(value):
-        return value  # type: ignore[return-value]
+    serialises); the rest is `_base_client.validate_timeout`'s check, the one the clients use.
+    Seconds stay as given (a dump shows `timeout=30`, not an `httpx.Timeout`)."""
+    # Imported here: _base_client imports this module for the proxy and port checks.
+    from ._base_client import validate_timeout
+
     if isinstance(value, Mapping):
         parts = {str(k): v for k, v in value.items()}
         unknown = sorted(set(parts) - set(_TIMEOUT_PARTS) - {"timeout"})
@@ -64,16 +59,8 @@ def check_timeout(
             value = httpx.Timeout(**parts)
         except (TypeError, ValueError) as exc:
             raise error(f"{setting}={parts!r} is not a timeout; it must be {TIMEOUT_FORMS}.") from exc
-    if isinstance(value, httpx.Timeout):
-        for part in _TIMEOUT_PARTS:
-            seconds = getattr(value, part)
-            if seconds is not None and not _seconds(seconds):
-                raise error(
-                    f"{setting}'s {part} timeout is {seconds!r}; each part must be a positive number "
-                    f"of seconds or None (no limit): {setting} must be {TIMEOUT_FORMS}."
-                )
-        return value
-    raise error(f"{setting} must be {TIMEOUT_FORMS}, not {value!r}.")
+    validate_timeout(value, setting, error=error)
+    return value  # type: ignore[return-value]  # None, a positive number or an httpx.Timeout
 
 
 def timeout_to_json(value: httpx.Timeout | float | None) -> dict[str, float | None] | float | None:

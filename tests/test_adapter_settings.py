@@ -241,7 +241,7 @@ def test_a_per_call_timeout_is_honoured_on_every_path(emulator: EmulatorServer, 
     [
         ({"timeout": "fast"}, r"timeout must be a positive number of seconds .* httpx\.Timeout"),
         ({"timeout": -1}, r"timeout must be a positive number of seconds"),
-        ({"timeout": {"timeout": 10, "read": 0}}, r"timeout's read timeout is 0"),
+        ({"timeout": {"timeout": 10, "read": 0}}, r"httpx.Timeout whose read=0 is not a positive"),
         ({"timeout": {"conect": 5}}, r"timeout has unknown parts \['conect'\]"),
         ({"base_url": "http://127.0.0.1:99999"}, r"base_url has a port out of range .* 1 to 65535"),
         ({"platform_base_url": "https://h:0"}, r"platform_base_url has a port out of range"),
