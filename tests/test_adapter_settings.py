@@ -499,7 +499,8 @@ def test_dumps_and_loads_round_trip_every_constructor_value(
 def test_credential_headers_are_redacted_wherever_the_model_is_shown(
     emulator: EmulatorServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    headers = {"Authorization": "Bearer " + HEADER_SECRET, "x-session-token": HEADER_SECRET, "x-trace": "1"}
+    # (Authorization and api-key are the client's own: default_headers may not set them)
+    headers = {"Cookie": "session=" + HEADER_SECRET, "x-session-token": HEADER_SECRET, "x-trace": "1"}
     model = chat_model(emulator, default_headers=headers)
     seen: list[Any] = []
 
@@ -520,7 +521,7 @@ def test_credential_headers_are_redacted_wherever_the_model_is_shown(
         model.model_dump()["default_headers"]
         == llm.to_dict()["default_headers"]
         == {
-            "Authorization": "<redacted>",
+            "Cookie": "<redacted>",
             "x-session-token": "<redacted>",
             "x-trace": "1",
         }
