@@ -166,9 +166,8 @@ def token_usage(usage: Usage | None) -> TokenUsage | None:
 
 #: What the model can do, as both adapters announce it (LangChain's `profile`, LlamaIndex's
 #: `metadata`). Tool calling and tool choice go to the completions endpoint; native structured
-#: output (`response_format` with a JSON schema) to the async-streams API, which takes no tools,
-#: so it is not available together with tools in one call. Every API takes text only. No context
-#: size or output limit is published for the service, so none is claimed here.
+#: output (`response_format` with a JSON schema) to the async-streams API. Every API takes text
+#: only. No context size or output limit is published for the service, so none is claimed here.
 CAPABILITIES: Mapping[str, bool] = {
     "text_inputs": True,
     "text_outputs": True,
