@@ -37,6 +37,7 @@ from .errors import (
     error_from_response,
     inert,
 )
+from .rate_limit import RateLimiter, check_rate_limiter
 
 DEFAULT_BASE_URL = "https://api.haufe.ai"
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
@@ -297,7 +298,10 @@ class BaseClient:
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
+        #: Asked before every attempt and told of every 429 (haufe_copilot.rate_limit).
+        self._rate_limiter = check_rate_limiter(rate_limiter)
         self._config = ClientConfig.resolve(
             api_key=api_key,
             base_url=base_url,
@@ -369,6 +373,7 @@ class BaseClient:
             "max_line_bytes": config.max_line_bytes,
             "max_response_bytes": config.max_response_bytes,
             "max_partial_chars": config.max_partial_chars,
+            "rate_limiter": self._rate_limiter,
         }
         if "default_headers" in changes:
             changes["default_headers"] = {**config.default_headers, **changes["default_headers"]}

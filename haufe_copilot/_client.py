@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
+from . import rate_limit
 from ._base_client import (
     DEFAULT_MAX_PARTIAL_CHARS,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -23,6 +24,7 @@ from ._content_decoding import iter_decoded
 from ._ndjson import DEFAULT_MAX_LINE_BYTES
 from ._protocol import Decoder, RequestSpec, StreamFormat, check_stream_end
 from .errors import APIError, ConfigurationError
+from .rate_limit import RateLimiter
 from .resources.assistant import Assistant
 from .resources.completions import Completions
 from .resources.streams import Streams
@@ -74,6 +76,7 @@ class HaufeCopilotClient(BaseClient):
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -88,6 +91,7 @@ class HaufeCopilotClient(BaseClient):
             max_line_bytes=max_line_bytes,
             max_response_bytes=max_response_bytes,
             max_partial_chars=max_partial_chars,
+            rate_limiter=rate_limiter,
         )
         if http_client is not None and not isinstance(http_client, httpx.Client):
             raise TypeError(
@@ -164,12 +168,14 @@ class HaufeCopilotClient(BaseClient):
         raise self._status_error(response, bytes(body))
 
     def _send(self, spec: RequestSpec, timeout: httpx.Timeout | None, token: str | None) -> httpx.Response:
+        rate_limit.before_attempt(self._rate_limiter)  # every attempt waits its turn
         request = self._build_request(self._http, spec, timeout, token)
         started = self._log_request(request)
         # Never follow a redirect, even with an `http_client` that would: httpx strips
         # Authorization on a cross-origin redirect but not `api-key` (docs/contract.md, Base URLs).
         response = self._http.send(request, stream=True, follow_redirects=False)
         self._log_response(request, response, started)
+        rate_limit.after_response(self._rate_limiter, response.status_code, response.headers)
         return response
 
     def _bearer_token(self, spec: RequestSpec) -> str | None:

@@ -33,6 +33,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RateLimiterUnavailableError",
     "ResponseTooLargeError",
     "ServiceUnavailableError",
     "UnprocessableEntityError",
@@ -73,6 +74,11 @@ class EmptyMessageError(InvalidRequestError):
     """
 
     error_code: ClassVar[str] = "message_content_empty"
+
+
+class RateLimiterUnavailableError(HaufeCopilotError):
+    """The shared rate limiter could not be asked (its Redis is unreachable) and is configured to
+    refuse then (`on_redis_error="closed"`): the request was not sent."""
 
 
 class APIError(HaufeCopilotError):

@@ -43,7 +43,7 @@ from llama_index.core.prompts import PromptTemplate
 from llama_index.core.types import Model, PydanticProgramMode
 from pydantic import BaseModel
 
-from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient
+from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient, RateLimiter
 from haufe_copilot._component import LazyClients, share_by_reference
 from haufe_copilot._logging import is_secret_header
 from haufe_copilot._protocol import check_question
@@ -294,6 +294,11 @@ class HaufeCopilot(FunctionCallingLLM):
         default=None, exclude=True, description="An httpx.AsyncClient you own (it belongs to one loop)."
     )
     allow_insecure_http: bool = Field(default=False, description="Allow plain http beyond loopback.")
+    rate_limiter: RateLimiter | None = Field(
+        default=None,
+        exclude=True,
+        description="A haufe_copilot.rate_limit limiter (in-process or Redis), asked before every request.",
+    )
 
     temperature: float | None = Field(default=None, description="Platform only.")
     max_tokens: int | None = Field(default=None, description="Platform only.")
@@ -378,13 +383,13 @@ class HaufeCopilot(FunctionCallingLLM):
             if fields.get(name) is not None:
                 logger.warning("HaufeCopilot: %s holds connections and is not pickled.", name)
                 fields[name] = None
-        provider = fields.get("token_provider")
-        if provider is not None:
-            try:
-                pickle.dumps(provider)
-            except Exception:
-                logger.warning("HaufeCopilot: token_provider cannot be pickled and is left out.")
-                fields["token_provider"] = None
+        for name in ("token_provider", "rate_limiter"):
+            if fields.get(name) is not None:
+                try:
+                    pickle.dumps(fields[name])
+                except Exception:
+                    logger.warning("HaufeCopilot: %s cannot be pickled and is left out.", name)
+                    fields[name] = None
         return {
             "__dict__": fields,
             "__pydantic_extra__": self.__pydantic_extra__,

@@ -15,9 +15,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
+from ..rate_limit import Window
 from .compose import compose_answer, intent_for, select_sources
 from .corpus import Excerpt, load_corpus
 from .faults import ErrorAnswer, FaultPlan, error_answer
+from .quota import quota_key, retry_after_headers
 from .ranking import BM25Index
 from .responses import silence_abrupt_close_logs
 from .state import EmulatorState
@@ -51,6 +53,10 @@ class EmulatorConfig:
     default_model: str = "haufe-copilot-default"
     #: Seconds a finished async stream stays observable before it expires.
     async_stream_ttl: float = 600.0
+    #: The gateway's quota per key (`parse_rate_limit("15/s,60/min")`); empty: none (quota.py).
+    rate_limit: tuple[Window, ...] = ()
+    #: How an over-quota request is answered: `rate_limit_gateway` or `rate_limit_message`.
+    rate_limit_answer: str = "rate_limit_gateway"
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,10 @@ class RequestContext:
 async def begin(request: Request, state: EmulatorState, config: EmulatorConfig) -> RequestContext | Response:
     """Read, record and fault one request; a Response when it ends here."""
     request_id = uuid.uuid4().hex
+    # The gateway counts a request when it arrives: before anything here waits or works.
+    over_quota = None
+    if config.rate_limit and (key := quota_key(request.headers)) is not None:
+        over_quota = state.quota.admit(key, config.rate_limit)
     raw = await request.body()
     body: Any
     try:
@@ -123,6 +133,10 @@ async def begin(request: Request, state: EmulatorState, config: EmulatorConfig) 
             headers={"x-request-id": request_id},
         )
     context = RequestContext(request, request_id, body, plan)
+    if over_quota is not None:
+        refusal = context.error(config.rate_limit_answer)
+        refusal.headers.update(retry_after_headers(over_quota))
+        return refusal
     if plan.delay:
         await asyncio.sleep(plan.delay)
     if (plan.fault_times is not None and plan.fault_id is not None) or plan.fault is not None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._logging import redacted_headers
+from .quota import QuotaLedger
 
 MAX_RECORDS = 10_000
 MAX_THREADS = 10_000
@@ -62,6 +63,8 @@ class EmulatorState:
         self.requests: collections.deque[RecordedRequest] = collections.deque(maxlen=MAX_RECORDS)
         self.streams: collections.deque[StreamRecord] = collections.deque(maxlen=MAX_RECORDS)
         self.fault_counts: collections.Counter[str] = collections.Counter()
+        #: Requests per key against `EmulatorConfig.rate_limit`: admitted, refused (429).
+        self.quota = QuotaLedger()
 
     # threads -------------------------------------------------------------------------------
 
@@ -112,3 +115,4 @@ class EmulatorState:
             self.requests.clear()
             self.streams.clear()
             self.fault_counts.clear()
+        self.quota.reset()
