@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
 
 def redis_server_binary() -> str:
-    found = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
+    found = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+    )
     if found is None:
         raise RuntimeError(
             "redis-server is not installed: run `make system-packages` (or install Debian's "

@@ -140,11 +140,17 @@ class RateLimiterStats:
     passed_without_redis: int = 0
 
 
-# A reservation LangChain's `rate_limiter.acquire()` took for the model call about to run: the
-# core client's first attempt in the same context uses it instead of taking a second one.
-_prepaid: contextvars.ContextVar[RateLimiter | None] = contextvars.ContextVar(
-    "haufe_copilot_prepaid_reservation", default=None
+# A turn taken with `acquire()` (by LangChain or LlamaIndex before a model call) is held for the
+# client's next request in the same context, if it comes soon: the request must go close to the
+# moment the windows counted it. A held turn not used by then is left unused (never overshoots).
+HELD_TURN_SECONDS = 0.5
+_held: contextvars.ContextVar[tuple[RateLimiter, float] | None] = contextvars.ContextVar(
+    "haufe_copilot_held_turn", default=None
 )
+
+
+def _hold(limiter: RateLimiter) -> None:
+    _held.set((limiter, time.monotonic()))
 
 
 class RateLimiter(abc.ABC):
@@ -178,7 +184,37 @@ class RateLimiter(abc.ABC):
     async def ablock_until(self, retry_after_seconds: float) -> None: ...
 
     def acquire(self) -> None:
-        """Wait for this caller's turn (a reservation taken now, kept in order)."""
+        """Wait for this caller's turn (a reservation taken now, kept in order). A framework
+        that gates each model call this way (LangChain's and LlamaIndex's `rate_limiter`)
+        holds the turn for the model's first request: the client sends it without a second."""
+        self._take_turn()
+        _hold(self)
+
+    async def aacquire(self) -> None:
+        """`acquire` for coroutines: waits without blocking the event loop."""
+        await self._atake_turn()
+        _hold(self)
+
+    async def async_acquire(self) -> None:
+        """`aacquire` by LlamaIndex's name (`llama_index.core.rate_limiter.BaseRateLimiter`)."""
+        await self.aacquire()
+
+    def try_acquire(self) -> bool:
+        """Take a turn only if one is free now; never waits."""
+        if self._reserve(only_if_free=True) is None:
+            return False
+        self._count_acquired(0.0)
+        _hold(self)
+        return True
+
+    async def atry_acquire(self) -> bool:
+        if await self._areserve(only_if_free=True) is None:
+            return False
+        self._count_acquired(0.0)
+        _hold(self)
+        return True
+
+    def _take_turn(self) -> None:
         while True:
             wait, ticket = self._reserve(only_if_free=False) or (0.0, None)
             self._count_acquired(wait)
@@ -189,8 +225,7 @@ class RateLimiter(abc.ABC):
             if self._confirm(ticket) <= 0:
                 return
 
-    async def aacquire(self) -> None:
-        """`acquire` for coroutines: waits without blocking the event loop."""
+    async def _atake_turn(self) -> None:
         while True:
             wait, ticket = await self._areserve(only_if_free=False) or (0.0, None)
             self._count_acquired(wait)
@@ -199,19 +234,6 @@ class RateLimiter(abc.ABC):
             await asyncio.sleep(wait)
             if await self._aconfirm(ticket) <= 0:
                 return
-
-    def try_acquire(self) -> bool:
-        """Take a reservation only if it is free now; never waits."""
-        if self._reserve(only_if_free=True) is None:
-            return False
-        self._count_acquired(0.0)
-        return True
-
-    async def atry_acquire(self) -> bool:
-        if await self._areserve(only_if_free=True) is None:
-            return False
-        self._count_acquired(0.0)
-        return True
 
     @property
     def stats(self) -> RateLimiterStats:
@@ -242,27 +264,23 @@ class RateLimiter(abc.ABC):
 # -- what the clients call ---------------------------------------------------------------------
 
 
-def mark_prepaid(limiter: RateLimiter) -> None:
-    """Record that the model call about to run in this context already holds a reservation."""
-    _prepaid.set(limiter)
-
-
-def _use_prepaid(limiter: RateLimiter) -> bool:
-    if _prepaid.get() is limiter:
-        _prepaid.set(None)
-        return True
-    return False
+def _use_held_turn(limiter: RateLimiter) -> bool:
+    held = _held.get()
+    if held is None or held[0] is not limiter:
+        return False
+    _held.set(None)
+    return time.monotonic() - held[1] <= HELD_TURN_SECONDS
 
 
 def before_attempt(limiter: RateLimiter | None) -> None:
     """Before each request a client sends (retries included): wait for its turn."""
-    if limiter is not None and not _use_prepaid(limiter):
-        limiter.acquire()
+    if limiter is not None and not _use_held_turn(limiter):
+        limiter._take_turn()
 
 
 async def abefore_attempt(limiter: RateLimiter | None) -> None:
-    if limiter is not None and not _use_prepaid(limiter):
-        await limiter.aacquire()
+    if limiter is not None and not _use_held_turn(limiter):
+        await limiter._atake_turn()
 
 
 def after_response(limiter: RateLimiter | None, status_code: int, headers: Mapping[str, str]) -> None:
@@ -578,6 +596,14 @@ class RedisRateLimiter(RateLimiter):
         if self._redis_url is not None and self._client is not None:
             self._client.close()
             self._client, self._script = None, None
+
+    def __del__(self) -> None:
+        # A limiter dropped without close() must not leave its sync connections open (the
+        # async ones belong to their event loops: aclose() there).
+        try:
+            self.close()
+        except Exception:  # noqa: S110 - half-built limiter or interpreter shutdown
+            pass
 
     async def aclose(self) -> None:
         """Close the async connections this limiter opened on the running event loop."""

@@ -22,7 +22,6 @@ from haufe_copilot.rate_limit import (
     OnRedisError,
     RateLimiter,
     RedisRateLimiter,
-    mark_prepaid,
 )
 
 __all__ = ["HaufeRateLimiter"]
@@ -85,19 +84,15 @@ class HaufeRateLimiter(BaseRateLimiter):
         )
 
     def acquire(self, *, blocking: bool = True) -> bool:
-        if blocking:
-            self.haufe_limiter.acquire()
-        elif not self.haufe_limiter.try_acquire():
-            return False
-        mark_prepaid(self.haufe_limiter)
+        if not blocking:
+            return self.haufe_limiter.try_acquire()
+        self.haufe_limiter.acquire()  # held for the model's first request (see the module)
         return True
 
     async def aacquire(self, *, blocking: bool = True) -> bool:
-        if blocking:
-            await self.haufe_limiter.aacquire()
-        elif not await self.haufe_limiter.atry_acquire():
-            return False
-        mark_prepaid(self.haufe_limiter)
+        if not blocking:
+            return await self.haufe_limiter.atry_acquire()
+        await self.haufe_limiter.aacquire()
         return True
 
     def __repr__(self) -> str:

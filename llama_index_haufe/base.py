@@ -43,7 +43,7 @@ from llama_index.core.prompts import PromptTemplate
 from llama_index.core.types import Model, PydanticProgramMode
 from pydantic import BaseModel
 
-from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient, RateLimiter
+from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient
 from haufe_copilot._component import LazyClients, share_by_reference
 from haufe_copilot._logging import is_secret_header
 from haufe_copilot._protocol import check_question
@@ -294,11 +294,6 @@ class HaufeCopilot(FunctionCallingLLM):
         default=None, exclude=True, description="An httpx.AsyncClient you own (it belongs to one loop)."
     )
     allow_insecure_http: bool = Field(default=False, description="Allow plain http beyond loopback.")
-    rate_limiter: RateLimiter | None = Field(
-        default=None,
-        exclude=True,
-        description="A haufe_copilot.rate_limit limiter (in-process or Redis), asked before every request.",
-    )
 
     temperature: float | None = Field(default=None, description="Platform only.")
     max_tokens: int | None = Field(default=None, description="Platform only.")

@@ -65,7 +65,10 @@ def run_sync(job: dict[str, Any], limiter: RateLimiter | None) -> dict[str, Any]
     per_caller = [0] * job["callers"]
     lock = threading.Lock()
     client = HaufeCopilotClient(
-        api_key=job["api_key"], base_url=job["url"], max_retries=job.get("max_retries", 0), rate_limiter=limiter
+        api_key=job["api_key"],
+        base_url=job["url"],
+        max_retries=job.get("max_retries", 0),
+        rate_limiter=limiter,
     )
 
     def caller(index: int) -> None:
@@ -74,7 +77,9 @@ def run_sync(job: dict[str, Any], limiter: RateLimiter | None) -> dict[str, Any]
             text = question(job, index, n)
             n += 1
             try:
-                client.assistant.chat(assistant_id=job["assistant_id"], messages=[{"role": "user", "content": text}])
+                client.assistant.chat(
+                    assistant_id=job["assistant_id"], messages=[{"role": "user", "content": text}]
+                )
             except HaufeCopilotError as exc:
                 with lock:
                     errors.append(type(exc).__name__)
@@ -98,7 +103,10 @@ async def run_async(job: dict[str, Any], limiter: RateLimiter | None) -> dict[st
     errors: list[str] = []
     per_caller = [0] * job["callers"]
     client = AsyncHaufeCopilotClient(
-        api_key=job["api_key"], base_url=job["url"], max_retries=job.get("max_retries", 0), rate_limiter=limiter
+        api_key=job["api_key"],
+        base_url=job["url"],
+        max_retries=job.get("max_retries", 0),
+        rate_limiter=limiter,
     )
 
     async def caller(index: int) -> None:

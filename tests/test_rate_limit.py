@@ -27,8 +27,8 @@ from haufe_copilot import (
     ConfigurationError,
     HaufeCopilotClient,
     InProcessRateLimiter,
-    RateLimiterUnavailableError,
     RateLimitError,
+    RateLimiterUnavailableError,
     RedisRateLimiter,
 )
 from haufe_copilot.emulator import EmulatorConfig, EmulatorServer
@@ -215,6 +215,8 @@ def test_limiters_pickle_as_their_configuration(redis_server: RedisServer, quota
     copy = pickle.loads(pickle.dumps(shared))
     assert (copy.key, copy.windows, copy.stats.acquired) == (quota_key, shared.windows, 0)
     assert copy.try_acquire() and copy.try_acquire() and not copy.try_acquire()  # the same quota
+    shared.close()
+    copy.close()
 
 
 # -- one quota for every process --------------------------------------------------------------
@@ -256,7 +258,15 @@ def test_a_limiter_per_process_lets_the_fleet_overshoot(redis_server: RedisServe
     with gateway("20/s") as emulator:
         start_at = time.monotonic() + 2.5
         jobs = [
-            job(emulator, limiter="in-process", per_second=20, per_minute=None, callers=4, calls=4, start_at=start_at)
+            job(
+                emulator,
+                limiter="in-process",
+                per_second=20,
+                per_minute=None,
+                callers=4,
+                calls=4,
+                start_at=start_at,
+            )
             for _ in range(3)
         ]
         reports = fleet(jobs)
@@ -291,8 +301,9 @@ def test_a_429_in_one_process_pauses_another(redis_server: RedisServer, quota_ke
             with pytest.raises(RateLimitError):
                 client.assistant.chat(assistant_id=ASSISTANT_ID, messages=user(), extra_headers=faulted)
         refused_at = time.monotonic()
+        limiter.close()
         process.join(60)
-        (report, _), = results
+        ((report, _),) = results
         assert report["errors"] == [] and len(report["answered"]) == 1
         arrived = [r.at for r in list(emulator.state.requests) if other["tag"] in json.dumps(r.body)]
         # Without the shared block the other process would have asked at 2 s after the 429.
@@ -341,8 +352,12 @@ def test_redis_stopped_mid_run_fails_open_and_loses_nothing(mode: str) -> None:
 @pytest.mark.timeout(60)
 def test_redis_stopped_with_on_redis_error_closed_sends_nothing() -> None:
     with RedisServer() as redis, gateway(None) as emulator:
-        limiter = RedisRateLimiter(redis.url, key="closed", per_second=50, per_minute=None, on_redis_error="closed")
-        with HaufeCopilotClient(api_key=SESSION_API_KEY, base_url=emulator.url, rate_limiter=limiter) as client:
+        limiter = RedisRateLimiter(
+            redis.url, key="closed", per_second=50, per_minute=None, on_redis_error="closed"
+        )
+        with HaufeCopilotClient(
+            api_key=SESSION_API_KEY, base_url=emulator.url, rate_limiter=limiter
+        ) as client:
             client.assistant.chat(assistant_id=ASSISTANT_ID, messages=user("Urlaub? closed-1"))
             redis.stop()
             with pytest.raises(RateLimiterUnavailableError, match="nothing was sent"):
@@ -353,6 +368,7 @@ def test_redis_stopped_with_on_redis_error_closed_sends_nothing() -> None:
         counts = received(emulator, "closed-")
         assert counts == {"Urlaub? closed-1": 1, "Urlaub? closed-3": 1}
         assert limiter.stats.redis_errors >= 1 and limiter.stats.passed_without_redis == 0
+        limiter.close()
 
 
 # -- fairness ---------------------------------------------------------------------------------
@@ -363,7 +379,9 @@ def test_no_caller_starves_among_greedy_ones(redis_server: RedisServer, quota_ke
     """Reservations go in the order they are asked for: a caller arriving amid ten greedy ones
     (two limiter objects: two processes' worth of connections) waits about one round, and the
     greedy ones take turns."""
-    limiters = [RedisRateLimiter(redis_server.url, key=quota_key, per_second=20, per_minute=None) for _ in range(2)]
+    limiters = [
+        RedisRateLimiter(redis_server.url, key=quota_key, per_second=20, per_minute=None) for _ in range(2)
+    ]
     saturated, stop = time.monotonic() + 1.2, time.monotonic() + 3.5
     counts = [0] * 10
 
@@ -384,14 +402,20 @@ def test_no_caller_starves_among_greedy_ones(redis_server: RedisServer, quota_ke
     latecomer_wait = time.monotonic() - asked
     for thread in threads:
         thread.join()
+    for limiter in limiters:
+        limiter.close()
     assert latecomer_wait < 1.3  # ten ahead of it at 20 per 1.1 s: within about one window
     # 2.3 s of turns at 20 per 1.1 s among ten: about four each; a thread the machine woke late
     # may lose a turn, none loses them all
     assert min(counts) >= 2 and max(counts) <= 8, counts
 
 
-async def test_async_callers_are_served_in_the_order_they_ask(redis_server: RedisServer, quota_key: str) -> None:
-    limiter = RedisRateLimiter(redis_server.url, key=quota_key, per_second=4, per_minute=None, margin_seconds=0.0)
+async def test_async_callers_are_served_in_the_order_they_ask(
+    redis_server: RedisServer, quota_key: str
+) -> None:
+    limiter = RedisRateLimiter(
+        redis_server.url, key=quota_key, per_second=4, per_minute=None, margin_seconds=0.0
+    )
     finished: list[tuple[int, float]] = []
 
     async def ask(index: int) -> None:
