@@ -57,7 +57,9 @@ class HaufeCopilotClient(BaseClient):
     `base_url` (`HAUFE_COPILOT_BASE_URL`, else https://api.haufe.ai), `platform_api_key`
     (`api_key`), `platform_base_url` (`base_url`), `token_provider`, `timeout` (connect 5 s,
     read 60 s; the read timeout is also a stream's stall guard), `max_retries` (2),
-    `default_headers`, `http_client` (an `httpx.Client` you own), `allow_insecure_http`.
+    `default_headers`, `http_client` (an `httpx.Client` you own), `allow_insecure_http`,
+    `rate_limiter` (a `haufe_copilot.rate_limit` limiter, asked before every attempt and told of
+    every 429; see docs/scaling.md).
     """
 
     def __init__(
