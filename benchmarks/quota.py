@@ -290,11 +290,17 @@ def measure(quick: bool = False, *, print_rows: bool = True) -> list[Row]:
 NOTES = """Every caller asks again as soon as it has its answer, so the fleet always wants more than the
 quota. The quota allows its 15 per second for four seconds and then nothing until the minute is
 over: "answered" counts the answers that arrived within the run against the most the gateway's
-sliding windows let through in that time. The anchor's limiter cannot know about the other
-processes: the fleet asks 8 times the rate, the gateway refuses the rest, the clients retry
-after Retry-After (up to `max_retries=2`) and then give up with a 429. The margin (0.5 s here)
-covers the spread between a turn and the gateway counting the request on this shared 2-core
-machine, which also runs the emulator and the whole fleet (docs/scaling.md)."""
+sliding windows let through in that time, so both sides reach it; what differs is the way
+there. With the shared limiter every request the gateway sees fits (no 429, no retry). The
+anchor's limiter cannot know about the other processes: the fleet asks for 8 times the quota,
+the gateway refuses the excess, and every refusal is a retry that holds its caller for the
+Retry-After (up to a minute) and goes out again with the rest at the next window; a run longer
+than the client's `max_retries=2` rounds turns those into 429s at the callers. The margin
+(0.5 s here) covers the spread between a turn and the gateway counting the request on this
+shared 2-core machine, which also runs the emulator and the whole fleet (docs/scaling.md). The
+cost per acquire is one Redis round trip and script; at 8 processes on 2 cores the processes
+queue for the CPU, not for Redis (8 processes together still do more acquires per second than
+one)."""
 
 
 def section(rows: list[Row], quick: bool) -> str:
@@ -302,7 +308,11 @@ def section(rows: list[Row], quick: bool) -> str:
     for row in rows:
         status = "" if row.met is None else ("met" if row.met else "**missed**")
         lines.append(f"| {row.what} | {row.figure} | {row.target} | {status} |")
-    how = "a quick run (too small for the figures to mean anything)" if quick else "`make bench`"
+    how = (
+        "a quick run (too small for the figures to mean anything)"
+        if quick
+        else "`python -m benchmarks.quota` (a part of `make bench`)"
+    )
     header = (
         f"### The shared quota\n\nMeasured by {how} on {time.strftime('%Y-%m-%d')}, "
         f"{os.cpu_count()} cores, a local redis-server and the emulator's gateway quota.\n\n"
