@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import contextvars
 import math
 import threading
@@ -600,10 +601,8 @@ class RedisRateLimiter(RateLimiter):
     def __del__(self) -> None:
         # A limiter dropped without close() must not leave its sync connections open (the
         # async ones belong to their event loops: aclose() there).
-        try:
+        with contextlib.suppress(Exception):  # a half-built limiter, or interpreter shutdown
             self.close()
-        except Exception:  # noqa: S110 - half-built limiter or interpreter shutdown
-            pass
 
     async def aclose(self) -> None:
         """Close the async connections this limiter opened on the running event loop."""
