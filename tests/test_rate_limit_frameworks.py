@@ -83,6 +83,7 @@ async def test_chat_haufe_copilot_async_and_a_429_reaches_the_shared_block(
     assert (stats.acquired, stats.blocks) == (6, 1)  # the retry took its own turn
     assert gateway.state.quota.refused == 0
     await limiter.haufe_limiter.aclose()
+    await chat.async_client.aclose()
 
 
 def test_any_langchain_chat_model_can_use_it(gateway: EmulatorServer, redis_server: RedisServer) -> None:
@@ -98,6 +99,7 @@ def test_any_langchain_chat_model_can_use_it(gateway: EmulatorServer, redis_serv
     )
     for _ in range(6):
         anchor.invoke(QUESTION)
+    anchor.root_client.close()
     assert limiter.haufe_limiter.stats.acquired == 6
     assert (gateway.state.quota.admitted, gateway.state.quota.refused) == (6, 0)
     limiter.haufe_limiter.close()
@@ -130,5 +132,7 @@ async def test_llama_index_passes_it_to_its_clients(gateway: EmulatorServer) -> 
         llm.chat([ChatMessage(role="user", content=QUESTION)])
     for _ in range(3):
         await llm.achat([ChatMessage(role="user", content=QUESTION)])
+    await llm.aclose()
+    llm.close()
     assert limiter.stats.acquired == 6
     assert (gateway.state.quota.admitted, gateway.state.quota.refused) == (6, 0)
