@@ -13,7 +13,9 @@ server is not what is measured), then measures, best of several repetitions:
 4. 1,000 concurrent `astream` calls of 100 deltas on one event loop: wall time, errors, peak
    open connections, against `ChatOpenAI.astream`;
 5. import time of what a user writes, each in a fresh interpreter;
-6. peak memory while the core client streams a 20 MB answer without keeping it.
+6. peak memory while the core client streams a 20 MB answer without keeping it;
+7. one quota shared by a fleet of processes through Redis, against `InMemoryRateLimiter` in
+   each process (benchmarks/quota.py, also runnable alone).
 
 Prints one table of figures and targets and writes it to benchmarks/RESULTS.md and the README.
 """
@@ -737,7 +739,11 @@ def main(argv: list[str] | None = None) -> int:
         loaded = {m.split(".")[0] for m in loaded_modules(statement)}
         bad = sorted(loaded & forbidden)
         record(f"{name} loads none of {sorted(forbidden)}", ", ".join(bad) or "none", "none", not bad)
+    from benchmarks import quota  # its own emulator (with the gateway quota), redis-server and fleet
+
+    quota_rows = quota.measure(args.quick)
     write_results(args.results)
+    quota.write_section(quota_rows, args.results, args.quick)
     return 0
 
 

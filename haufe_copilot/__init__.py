@@ -32,10 +32,12 @@ from .errors import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    RateLimiterUnavailableError,
     ResponseTooLargeError,
     ServiceUnavailableError,
     UnprocessableEntityError,
 )
+from .rate_limit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
 from .resources.assistant import AssistantStream, AsyncAssistantStream
 from .types import (
     AssistantAnswer,
@@ -86,11 +88,15 @@ __all__ = [
     "GatewayTimeoutError",
     "HaufeCopilotClient",
     "HaufeCopilotError",
+    "InProcessRateLimiter",
     "InternalServerError",
     "InvalidRequestError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RateLimiter",
+    "RateLimiterUnavailableError",
+    "RedisRateLimiter",
     "ResponseTooLargeError",
     "ServiceUnavailableError",
     "Source",

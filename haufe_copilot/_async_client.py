@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
+from . import rate_limit
 from ._base_client import (
     DEFAULT_MAX_PARTIAL_CHARS,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -27,6 +28,7 @@ from ._content_decoding import aiter_decoded
 from ._ndjson import DEFAULT_MAX_LINE_BYTES
 from ._protocol import Decoder, RequestSpec, StreamFormat, check_stream_end
 from .errors import APIError, ConfigurationError
+from .rate_limit import RateLimiter
 from .resources.assistant import AsyncAssistant
 from .resources.completions import AsyncCompletions
 from .resources.streams import AsyncStreams
@@ -156,6 +158,7 @@ class AsyncHaufeCopilotClient(BaseClient):
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS,
         proxy: str | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -171,6 +174,7 @@ class AsyncHaufeCopilotClient(BaseClient):
             max_response_bytes=max_response_bytes,
             max_partial_chars=max_partial_chars,
             proxy=proxy,
+            rate_limiter=rate_limiter,
         )
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise TypeError(
@@ -267,12 +271,14 @@ class AsyncHaufeCopilotClient(BaseClient):
     async def _send(
         self, http: httpx.AsyncClient, spec: RequestSpec, timeout: httpx.Timeout | None, token: str | None
     ) -> httpx.Response:
+        await rate_limit.abefore_attempt(self._rate_limiter)  # every attempt waits its turn
         request = self._build_request(http, spec, timeout, token)
         started = self._log_request(request)
         # Never follow a redirect, even with an `http_client` that would: httpx strips
         # Authorization on a cross-origin redirect but not `api-key` (docs/contract.md, Base URLs).
         response = await http.send(request, stream=True, follow_redirects=False)
         self._log_response(request, response, started)
+        await rate_limit.aafter_response(self._rate_limiter, response.status_code, response.headers)
         return response
 
     async def _bearer_token(self, spec: RequestSpec) -> str | None:

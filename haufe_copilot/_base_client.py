@@ -38,6 +38,7 @@ from .errors import (
     error_from_response,
     inert,
 )
+from .rate_limit import RateLimiter, check_rate_limiter
 
 DEFAULT_BASE_URL = "https://api.haufe.ai"
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
@@ -305,7 +306,10 @@ class BaseClient:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS,
         proxy: str | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
+        #: Asked before every attempt and told of every 429 (haufe_copilot.rate_limit).
+        self._rate_limiter = check_rate_limiter(rate_limiter)
         self._config = ClientConfig.resolve(
             api_key=api_key,
             base_url=base_url,
@@ -379,6 +383,7 @@ class BaseClient:
             "max_response_bytes": config.max_response_bytes,
             "max_partial_chars": config.max_partial_chars,
             # no proxy: a copy shares this client's pools, which were built with it
+            "rate_limiter": self._rate_limiter,
         }
         if "default_headers" in changes:
             changes["default_headers"] = {**config.default_headers, **changes["default_headers"]}

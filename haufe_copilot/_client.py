@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
+from . import rate_limit
 from ._base_client import (
     DEFAULT_MAX_PARTIAL_CHARS,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -23,6 +24,7 @@ from ._content_decoding import iter_decoded
 from ._ndjson import DEFAULT_MAX_LINE_BYTES
 from ._protocol import Decoder, RequestSpec, StreamFormat, check_stream_end
 from .errors import APIError, ConfigurationError
+from .rate_limit import RateLimiter
 from .resources.assistant import Assistant
 from .resources.completions import Completions
 from .resources.streams import Streams
@@ -57,7 +59,8 @@ class HaufeCopilotClient(BaseClient):
     read 60 s; the read timeout is also a stream's stall guard), `max_retries` (2),
     `default_headers`, `http_client` (an `httpx.Client` you own), `allow_insecure_http`,
     `proxy` (a forward proxy URL; default the environment's `HTTPS_PROXY`, `HTTP_PROXY`,
-    `ALL_PROXY`, `NO_PROXY`, as httpx reads them).
+    `ALL_PROXY`, `NO_PROXY`, as httpx reads them), `rate_limiter` (a `haufe_copilot.rate_limit` limiter, asked before every attempt and told of
+    every 429; see docs/scaling.md).
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class HaufeCopilotClient(BaseClient):
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS,
         proxy: str | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -92,6 +96,7 @@ class HaufeCopilotClient(BaseClient):
             max_response_bytes=max_response_bytes,
             max_partial_chars=max_partial_chars,
             proxy=proxy,
+            rate_limiter=rate_limiter,
         )
         if http_client is not None and not isinstance(http_client, httpx.Client):
             raise TypeError(
@@ -175,12 +180,14 @@ class HaufeCopilotClient(BaseClient):
         raise self._status_error(response, bytes(body))
 
     def _send(self, spec: RequestSpec, timeout: httpx.Timeout | None, token: str | None) -> httpx.Response:
+        rate_limit.before_attempt(self._rate_limiter)  # every attempt waits its turn
         request = self._build_request(self._http, spec, timeout, token)
         started = self._log_request(request)
         # Never follow a redirect, even with an `http_client` that would: httpx strips
         # Authorization on a cross-origin redirect but not `api-key` (docs/contract.md, Base URLs).
         response = self._http.send(request, stream=True, follow_redirects=False)
         self._log_response(request, response, started)
+        rate_limit.after_response(self._rate_limiter, response.status_code, response.headers)
         return response
 
     def _bearer_token(self, spec: RequestSpec) -> str | None:

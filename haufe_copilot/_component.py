@@ -13,6 +13,7 @@ from typing import Any
 from ._async_client import AsyncHaufeCopilotClient
 from ._base_client import DEFAULT_MAX_RETRIES
 from ._client import HaufeCopilotClient
+from .rate_limit import core_limiter_of
 
 __all__ = ["ADAPTER_OPTION_FIELDS", "LazyClients", "options_from_fields", "share_by_reference"]
 
@@ -44,8 +45,9 @@ def options_from_fields(fields: object) -> dict[str, Any]:
     return options
 
 
-# Connections and callables: a deep copy of a component shares them, it does not copy them.
-SHARED_BY_REFERENCE = ("token_provider", "http_client", "http_async_client")
+# Connections, callables and the rate limiter (a copy with a limiter of its own would double
+# the quota): a deep copy of a component shares them, it does not copy them.
+SHARED_BY_REFERENCE = ("token_provider", "http_client", "http_async_client", "rate_limiter")
 
 
 def share_by_reference(component: object, memo: dict[int, Any] | None) -> dict[int, Any]:
@@ -79,7 +81,9 @@ class LazyClients:
             with self._lock:
                 if self._sync is None:
                     self._sync = HaufeCopilotClient(
-                        **options_from_fields(fields), http_client=getattr(fields, "http_client", None)
+                        **options_from_fields(fields),
+                        http_client=getattr(fields, "http_client", None),
+                        rate_limiter=core_limiter_of(fields),
                     )
                 client = self._sync
         return client
@@ -92,6 +96,7 @@ class LazyClients:
                     self._async = AsyncHaufeCopilotClient(
                         **options_from_fields(fields),
                         http_client=getattr(fields, "http_async_client", None),
+                        rate_limiter=core_limiter_of(fields),
                     )
                 client = self._async
         return client

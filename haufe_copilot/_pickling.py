@@ -43,13 +43,14 @@ def connections_to_pickle(fields: Mapping[str, Any], owner: str) -> dict[str, An
     for name in CONNECTION_FIELDS:
         if state.get(name) is not None:
             state[name] = _token(state[name])
-    provider = state.get("token_provider")
-    if provider is not None:
-        try:
-            pickle.dumps(provider)
-        except Exception:
-            logger.warning("%s: token_provider cannot be pickled and is left out of the pickle.", owner)
-            state["token_provider"] = None
+    for name in ("token_provider", "rate_limiter"):
+        value = state.get(name)
+        if value is not None:
+            try:
+                pickle.dumps(value)
+            except Exception:
+                logger.warning("%s: %s cannot be pickled and is left out of the pickle.", owner, name)
+                state[name] = None
     return state
 
 

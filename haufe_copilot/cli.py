@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ._client import HaufeCopilotClient
 from ._version import __version__
-from .errors import HaufeCopilotError
+from .errors import ConfigurationError, HaufeCopilotError
+from .rate_limit import Window, parse_rate_limit
 from .types import AssistantAnswer, Source
 
 if TYPE_CHECKING:
@@ -94,6 +95,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     emulator.add_argument(
         "--words-per-delta", type=int, default=1, help="words per streamed delta (default 1)"
+    )
+    emulator.add_argument(
+        "--rate-limit",
+        metavar="QUOTA",
+        help="the gateway's quota per key, such as 15/s,60/min: over it, 429 with Retry-After",
+    )
+    emulator.add_argument(
+        "--rate-limit-answer",
+        choices=("rate_limit_gateway", "rate_limit_message"),
+        default="rate_limit_gateway",
+        help="the 429's body: {error_code: rate_limit_gateway} (default) or {message: ...}",
     )
     faults = emulator.add_argument_group("faults")
     faults.add_argument(
@@ -555,6 +567,15 @@ def _demo(out: TextIO) -> int:
     return 0
 
 
+def _rate_limit(text: str | None) -> tuple[Window, ...]:
+    if text is None:
+        return ()
+    try:
+        return parse_rate_limit(text)
+    except ConfigurationError as exc:
+        raise SystemExit(f"error: --rate-limit: {exc}") from None
+
+
 def _emulator(args: argparse.Namespace) -> int:
     try:
         from .emulator.app import DEFAULT_ASSISTANT_ID, EmulatorConfig
@@ -583,6 +604,8 @@ def _emulator(args: argparse.Namespace) -> int:
         lenient=args.lenient,
         faults=plan,
         words_per_delta=args.words_per_delta,
+        rate_limit=_rate_limit(args.rate_limit),
+        rate_limit_answer=args.rate_limit_answer,
     )
     host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address in a URL
     url = f"http://{host}:{port}"

@@ -34,6 +34,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RateLimiterUnavailableError",
     "ResponseTooLargeError",
     "ServiceUnavailableError",
     "UnprocessableEntityError",
@@ -79,6 +80,11 @@ class EmptyMessageError(InvalidRequestError):
 class MissingAssistantError(ConfigurationError, InvalidRequestError):
     """A call on the assistant path with no assistant configured or passed: both a
     `ConfigurationError` (what it is) and an `InvalidRequestError` (what LangChain users caught)."""
+
+
+class RateLimiterUnavailableError(HaufeCopilotError):
+    """The shared rate limiter could not be asked (its Redis is unreachable) and is configured to
+    refuse then (`on_redis_error="closed"`): the request was not sent."""
 
 
 class APIError(HaufeCopilotError):

@@ -16,7 +16,14 @@ except ImportError as exc:
 
 from ._messages import sources_to_documents
 from .chat_models import ChatHaufeCopilot
+from .rate_limiters import HaufeRateLimiter
 from .retrievers import HaufeCopilotRetriever
 from .tools import HaufeCopilotTool
 
-__all__ = ["ChatHaufeCopilot", "HaufeCopilotRetriever", "HaufeCopilotTool", "sources_to_documents"]
+__all__ = [
+    "ChatHaufeCopilot",
+    "HaufeCopilotRetriever",
+    "HaufeCopilotTool",
+    "HaufeRateLimiter",
+    "sources_to_documents",
+]

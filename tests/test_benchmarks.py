@@ -74,3 +74,21 @@ def test_the_imports_load_nothing_they_must_not(quick_table: str) -> None:
     for package in ("langchain_haufe", "llama_index_haufe", "haufe_copilot"):
         _, loaded, _, status = _row(quick_table, f"import {package} loads none of")
         assert (loaded, status) == ("none", "met")
+
+
+@pytest.mark.timeout(360)
+def test_the_shared_quota_holds_for_a_fleet(quick_table: str) -> None:
+    """A tiny fleet through Redis: no 429 reaches a caller; the anchor's rows and the limiter's
+    cost per acquire report."""
+    assert "### The shared quota" in quick_table
+    _, figure, _, status = _row(quick_table, "quota: HaufeRateLimiter.redis: 429s reaching the callers")
+    assert (figure, status) == ("0", "met")
+    for starts in (
+        "quota: HaufeRateLimiter.redis, 2 x 5 callers",
+        "quota: InMemoryRateLimiter per process (anchor): 429s reaching the callers",
+        "quota: InMemoryRateLimiter per process (anchor): 429s at the gateway, retries",
+        "limiter cost per acquire: Redis, 1 process(es) at once",
+        "limiter cost per acquire: Redis, 2 process(es) at once",
+        "limiter cost per acquire: in-process",
+    ):
+        assert _row(quick_table, starts)[1]

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
+from ..rate_limit import Window
 from .compose import compose_answer, intent_for, select_sources
 from .corpus import Excerpt, load_corpus
 from .faults import (
@@ -25,6 +26,7 @@ from .faults import (
     error_answer,
     error_body,
 )
+from .quota import quota_key, retry_after_headers
 from .ranking import BM25Index
 from .responses import silence_abrupt_close_logs
 from .state import EmulatorState, decode_body
@@ -58,6 +60,10 @@ class EmulatorConfig:
     default_model: str = "haufe-copilot-default"
     #: Seconds a finished async stream stays observable before it expires.
     async_stream_ttl: float = 600.0
+    #: The gateway's quota per key (`parse_rate_limit("15/s,60/min")`); empty: none (quota.py).
+    rate_limit: tuple[Window, ...] = ()
+    #: How an over-quota request is answered: `rate_limit_gateway` or `rate_limit_message`.
+    rate_limit_answer: str = "rate_limit_gateway"
 
 
 @dataclass(frozen=True)
@@ -186,6 +192,10 @@ async def begin(
 
     if not key_ok(request, config, platform=platform):
         return refuse(_plain_error(401, "unauthorized", ERROR_CATALOGUE["unauthorized"][1]))
+    # The gateway counts a request when it arrives: before anything here waits or works.
+    over_quota = None
+    if config.rate_limit and (quota := quota_key(request.headers)) is not None:
+        over_quota = state.quota.admit(quota, config.rate_limit)
     try:
         plan = config.faults.with_headers(request.headers)
     except FaultHeaderOutOfRange as exc:
@@ -197,6 +207,10 @@ async def begin(
         return refuse(raw)
     record(raw)
     context = RequestContext(request, request_id, decode_body(raw), plan)
+    if over_quota is not None:
+        refusal = context.error(config.rate_limit_answer)
+        refusal.headers.update(retry_after_headers(over_quota))
+        return refusal
     if plan.delay:
         await asyncio.sleep(plan.delay)
     if (plan.fault_times is not None and plan.fault_id is not None) or plan.fault is not None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._logging import redacted_headers
+from .quota import QuotaLedger
 
 MAX_RECORDS = 10_000
 #: The recorded bodies (as received) and headers together stay under this many bytes.
@@ -93,6 +94,8 @@ class EmulatorState:
         self.recorded_bytes = 0
         self.streams: collections.deque[StreamRecord] = collections.deque(maxlen=MAX_RECORDS)
         self.fault_counts: OrderedDict[str, int] = OrderedDict()
+        #: Requests per key against `EmulatorConfig.rate_limit`: admitted, refused (429).
+        self.quota = QuotaLedger()
 
     # threads -------------------------------------------------------------------------------
 
@@ -155,3 +158,4 @@ class EmulatorState:
             self.recorded_bytes = 0
             self.streams.clear()
             self.fault_counts.clear()
+        self.quota.reset()
