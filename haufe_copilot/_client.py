@@ -59,8 +59,8 @@ class HaufeCopilotClient(BaseClient):
     read 60 s; the read timeout is also a stream's stall guard), `max_retries` (2),
     `default_headers`, `http_client` (an `httpx.Client` you own), `allow_insecure_http`,
     `proxy` (a forward proxy URL; default the environment's `HTTPS_PROXY`, `HTTP_PROXY`,
-    `ALL_PROXY`, `NO_PROXY`, as httpx reads them), `rate_limiter` (a `haufe_copilot.rate_limit` limiter, asked before every attempt and told of
-    every 429; see docs/scaling.md).
+    `ALL_PROXY`, `NO_PROXY`, as httpx reads them), `rate_limiter` (a `haufe_copilot.rate_limit`
+    limiter, asked before every attempt and told of every 429; see docs/scaling.md).
     """
 
     def __init__(
