@@ -210,6 +210,9 @@ def main() -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((args.host, args.port))
+        # Listening before the URL is printed: a browser (or a test) that connects at once waits in
+        # the backlog until uvicorn has started, instead of being refused.
+        sock.listen(128)
         host, port = sock.getsockname()[:2]
         print(f"Open http://{host}:{port} in a browser (Ctrl-C stops)", flush=True)
         try:
