@@ -81,42 +81,87 @@ async def _close_with_loop(pool: _ShardedPool, forget: Callable[[], object]) -> 
         await pool.aclose()
 
 
+#: How long the timer that keeps a loop's pool alive waits before it re-arms (it never does work).
+_KEEPER_SECONDS = 24 * 3600.0
+
+
+class _LoopPool:
+    """One loop's pool and what ends it.
+
+    Only the loop holds it strongly, through a timer that never does anything (`keeper`): the
+    client's registry holds it weakly. So the pool lives exactly as long as its loop is open.
+    `shutdown_asyncgens()` closes it properly (`closer`); a loop closed without that (by hand:
+    `new_event_loop()`, `run_until_complete()`, `close()`) drops its timers, and with them this
+    pool, whose sockets its transports then close; a loop dropped without being closed is
+    collected with its pool. Nothing here refers to the loop, so the registry never keeps one
+    alive (a registry value that referred to its own weak key would)."""
+
+    __slots__ = ("__weakref__", "closer", "keeper", "pool")
+
+    def __init__(self, pool: _ShardedPool, closer: AsyncGenerator[None, None]) -> None:
+        self.pool = pool
+        self.closer = closer
+        # Weakly: the timer holds this object, so a strong reference back would make a cycle,
+        # and a loop closed by hand would then free the pool only at the next cyclic collection.
+        self.keeper: weakref.ref[asyncio.TimerHandle] | None = None
+
+    def keep_with(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.keeper = weakref.ref(loop.call_later(_KEEPER_SECONDS, _LoopPool.keep_with, self, loop))
+
+    def release(self) -> None:
+        keeper = self.keeper() if self.keeper is not None else None
+        if keeper is not None:
+            keeper.cancel()
+        self.keeper = None
+
+
 class _PoolPerLoop:
     """One pool per event loop: a pool is never shared across loops, and each is closed when
-    its loop shuts down, so `asyncio.run` many times over leaves nothing open."""
+    its loop shuts down, so `asyncio.run` many times over leaves nothing open (see `_LoopPool`
+    for loops that end otherwise)."""
 
     def __init__(self, make: Callable[[int], httpx.AsyncClient]) -> None:
         self._make = make
-        self._pools: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[_ShardedPool, AsyncGenerator[None, None]]
-        ] = weakref.WeakKeyDictionary()
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.ref[_LoopPool]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _current(self, loop: asyncio.AbstractEventLoop) -> _LoopPool | None:
+        ref = self._pools.get(loop)
+        return ref() if ref is not None else None
 
     async def get(self) -> httpx.AsyncClient:
         """The httpx client for the next request on the running loop."""
         loop = asyncio.get_running_loop()
-        entry = self._pools.get(loop)
-        if entry is not None and not entry[0].is_closed:
-            return entry[0].next()
+        entry = self._current(loop)
+        if entry is not None and not entry.pool.is_closed:
+            return entry.pool.next()
         pool = _ShardedPool(self._make)
-        # The closer refers to the registry weakly: a strong reference would close a cycle
-        # (registry -> closer -> registry), and a client dropped without aclose() would then keep
-        # its pool until the cyclic collector, instead of having it closed by the loop at once.
-        registry = weakref.ref(self._pools)
+        # The closer refers to the registry and the loop weakly: strongly, the registry's value
+        # would keep its own key (the loop) alive, and a client dropped without aclose() would
+        # keep its pool until the cyclic collector.
+        registry, loop_ref = weakref.ref(self._pools), weakref.ref(loop)
+        holder: list[weakref.ref[_LoopPool]] = []  # weakly too: the holder holds this closer
 
         def forget() -> None:
-            pools = registry()
-            if pools is not None:
-                pools.pop(loop, None)
+            pools, ended, entry = registry(), loop_ref(), holder[0]() if holder else None
+            if entry is not None:
+                entry.release()
+            if pools is not None and ended is not None:
+                pools.pop(ended, None)
 
         closer = _close_with_loop(pool, forget)
         await closer.__anext__()  # registers it with the loop's async-generator shutdown
-        self._pools[loop] = (pool, closer)
+        entry = _LoopPool(pool, closer)
+        holder.append(weakref.ref(entry))
+        entry.keep_with(loop)
+        self._pools[loop] = weakref.ref(entry)
         return pool.next()
 
     async def aclose_current(self) -> None:
-        entry = self._pools.get(asyncio.get_running_loop())
+        entry = self._current(asyncio.get_running_loop())
         if entry is not None:
-            await entry[1].aclose()
+            await entry.closer.aclose()
 
 
 async def _decoded(decoder: Decoder[R], chunks: AsyncIterator[bytes]) -> AsyncGenerator[R, None]:

@@ -627,6 +627,49 @@ def test_one_async_client_across_many_event_loops(
     assert len(client._pools._pools) == 0  # every loop's pool was dropped with its loop
 
 
+@pytest.mark.parametrize("ending", ["closed-by-hand", "dropped-unclosed", "asyncio.run"])
+def test_no_pool_outlives_its_event_loop(emulator: EmulatorServer, ending: str) -> None:
+    """Loops that end without `shutdown_asyncgens()` (closed by hand, or dropped) leave no
+    connection and are collected; the client stays usable and is not dropped meanwhile."""
+    import gc
+    import warnings
+    import weakref
+
+    from .reliability import probes
+
+    client = AsyncHaufeCopilotClient(api_key=SESSION_API_KEY, base_url=emulator.url)
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def ask() -> str:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        return await run_async(client, "stream" if len(loops) % 2 else "blocking")
+
+    # asyncio complains (ResourceWarning) of the loops and transports a caller left unclosed:
+    # that is the caller's doing; what is checked here is what the client keeps.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        for _ in range(6):
+            if ending == "asyncio.run":
+                assert "§ 622" in asyncio.run(ask())
+                continue
+            loop = asyncio.new_event_loop()
+            assert "§ 622" in loop.run_until_complete(ask())
+            if ending == "closed-by-hand":
+                loop.close()
+            del loop
+        started = time.monotonic()
+        while time.monotonic() - started < 5 and (
+            probes.client_sockets(emulator.port) or any(ref() is not None for ref in loops)
+        ):
+            gc.collect()
+            time.sleep(0.01)
+    assert probes.client_sockets(emulator.port) == []
+    assert [ref() for ref in loops if ref() is not None] == []
+    assert len(client._pools._pools) == 0
+    assert time.monotonic() - started < 1.0  # at the first collection, not after a timeout
+    assert "§ 622" in asyncio.run(ask())  # the client still works
+
+
 def test_the_partial_of_a_long_interrupted_stream_is_bounded_and_says_so(emulator: EmulatorServer) -> None:
     small = HaufeCopilotClient(
         api_key=SESSION_API_KEY, base_url=emulator.url, max_partial_chars=10, max_retries=0
