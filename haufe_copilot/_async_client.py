@@ -6,8 +6,9 @@ import asyncio
 import inspect
 import itertools
 import ssl
+import sys
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,10 +22,11 @@ from ._base_client import (
     MAX_ERROR_BODY_BYTES,
     BaseClient,
     TokenProvider,
+    WholeBody,
     check_body_size,
-    transport_error,
 )
 from ._content_decoding import aiter_decoded
+from ._deadline import Deadline, ReadGuard
 from ._ndjson import DEFAULT_MAX_LINE_BYTES
 from ._protocol import Decoder, RequestSpec, StreamFormat, check_stream_end
 from .errors import APIError, ConfigurationError
@@ -164,9 +166,44 @@ class _PoolPerLoop:
             await entry.closer.aclose()
 
 
-async def _decoded(decoder: Decoder[R], chunks: AsyncIterator[bytes]) -> AsyncGenerator[R, None]:
-    """The items of a body: what each piece completes, then what its end completes."""
-    async for data in chunks:
+#: A read may outlast the nearest limit by this much before it is cut short: below it, httpx's
+#: own read timeout (which restarts with every piece) is close enough, and the hot path (content
+#: in every piece, no deadline) runs without a timer per read.
+_CUT_SLACK = 0.05
+
+if sys.version_info >= (3, 11):
+
+    async def _within(awaitable: Awaitable[T], seconds: float) -> T:
+        async with asyncio.timeout(seconds):
+            return await awaitable
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _within(awaitable: Awaitable[T], seconds: float) -> T:
+        return await asyncio.wait_for(awaitable, seconds)
+
+
+async def _decoded(
+    decoder: Decoder[R], chunks: AsyncIterator[bytes], guard: ReadGuard, limit: int, read: float | None
+) -> AsyncGenerator[R, None]:
+    """The items of a body: what each piece completes, then what its end completes; each piece
+    checked against the call's limits first (deadline, stall, `max_response_bytes`). A read that
+    would outlast the nearest limit (`read`: the attempt's read timeout) is cut short at it."""
+    received = 0
+    while True:
+        budget = guard.budget()
+        try:
+            if budget is not None and (read is None or budget < read - _CUT_SLACK):
+                data = await _within(anext(chunks), max(budget, 0.0))
+            else:
+                data = await anext(chunks)
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            raise guard.error() from None
+        guard.check()
+        received += len(data)
+        check_body_size(received, limit)
         for item in decoder.feed(data):
             yield item
     for item in decoder.close():
@@ -204,6 +241,7 @@ class AsyncHaufeCopilotClient(BaseClient):
         max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS,
         proxy: str | None = None,
         rate_limiter: RateLimiter | None = None,
+        deadline: float | None = None,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -220,6 +258,7 @@ class AsyncHaufeCopilotClient(BaseClient):
             max_partial_chars=max_partial_chars,
             proxy=proxy,
             rate_limiter=rate_limiter,
+            deadline=deadline,
         )
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise TypeError(
@@ -336,52 +375,93 @@ class AsyncHaufeCopilotClient(BaseClient):
         return self._checked_token(token)
 
     async def _request(
-        self, spec: RequestSpec, parse: Callable[[bytes], T], timeout: httpx.Timeout | None
+        self,
+        spec: RequestSpec,
+        parse: Callable[[bytes], T],
+        timeout: httpx.Timeout | None,
+        deadline: Deadline | None = None,
     ) -> T:
         """A blocking call with retries: retried only before a 2xx status (docs/contract.md, Retries)."""
         retries_done = 0
+        if deadline is not None:
+            deadline.start()
         while True:
-            received = 0
             answered = False  # a 2xx status arrived: the server took the request
             try:
-                response = await self._open(spec, timeout)
+                attempt_timeout = self._attempt_timeout(timeout, deadline)
+                response = await self._open_within(spec, attempt_timeout, deadline)
                 answered = True
                 try:
-                    body = bytearray()
-                    async for data in aiter_decoded(response):
-                        received += len(data)
-                        body += data
-                        check_body_size(received, self._config.max_response_bytes)
+                    body = WholeBody()
+                    guard = ReadGuard(deadline, None, self._url(spec))
+                    raws = _decoded(
+                        body,
+                        aiter_decoded(response),
+                        guard,
+                        self._config.max_response_bytes,
+                        attempt_timeout.read,
+                    )
+                    async with aclosing(raws):
+                        async for _ in raws:
+                            pass
                 finally:
                     await response.aclose()
-                return parse(bytes(body))
+                return parse(bytes(body.data))
             except httpx.TransportError as exc:
-                error: APIError = transport_error(exc)
+                error: APIError = self._transport_error(exc, spec, deadline)
             except APIError as exc:
                 error = exc
-            delay = self._retry_delay(error, spec, retries_done, answered=answered)
+            delay = self._retry_delay(error, spec, retries_done, answered=answered, deadline=deadline)
             if delay is None:
                 raise error
             await asyncio.sleep(delay)
             retries_done += 1
 
+    async def _open_within(
+        self, spec: RequestSpec, timeout: httpx.Timeout, deadline: Deadline | None
+    ) -> httpx.Response:
+        """`_open`, cut short when the deadline passes (the capped httpx timeouts bound each
+        operation of it, not their sum)."""
+        if deadline is None:
+            return await self._open(spec, timeout)
+        try:
+            return await _within(self._open(spec, timeout), max(deadline.remaining(), 0.0))
+        except asyncio.TimeoutError:
+            raise deadline.error(self._url(spec)) from None
+
     async def _iterate(
-        self, spec: RequestSpec, fmt: StreamFormat[Any, T], timeout: httpx.Timeout | None
+        self,
+        spec: RequestSpec,
+        fmt: StreamFormat[Any, T],
+        timeout: httpx.Timeout | None,
+        deadline: Deadline | None = None,
     ) -> AsyncGenerator[T, None]:
         """Stream items; retried only before a 2xx status, so never after an item reached the
-        caller; a body that ends short of its format's end is an error (`check_stream_end`)."""
+        caller; a body that ends short of its format's end is an error (`check_stream_end`); the
+        time limits as in `HaufeCopilotClient._iterate`."""
         retries_done = 0
         delivered: list[str] = []  # the partial text an error carries, up to max_partial_chars
         kept, cap, more = 0, self._config.max_partial_chars, False
         convert, text_of, is_final = fmt.convert, fmt.text_of, fmt.is_final
+        stall = (timeout or self._config.timeout).read
+        if deadline is not None:
+            deadline.start()
         while True:
             response: httpx.Response | None = None
             answered = finished = False
             items = 0
             try:
-                response = await self._open(spec, timeout)
+                attempt_timeout = self._attempt_timeout(timeout, deadline)
+                response = await self._open_within(spec, attempt_timeout, deadline)
                 answered = True  # from here on nothing is retried: the server took the request
-                raws = _decoded(fmt.decoder(self._config.max_line_bytes), aiter_decoded(response))
+                guard = ReadGuard(deadline, stall, self._url(spec))
+                raws = _decoded(
+                    fmt.decoder(self._config.max_line_bytes),
+                    aiter_decoded(response),
+                    guard,
+                    self._config.max_response_bytes,
+                    attempt_timeout.read,
+                )
                 async with aclosing(raws):  # closed here, not left to the loop's finaliser
                     async for raw in raws:
                         item = convert(raw)
@@ -396,10 +476,11 @@ class AsyncHaufeCopilotClient(BaseClient):
                             else:
                                 more = True
                             yield item
+                            guard.content()  # the stall clock restarts when the caller hands back
                 check_stream_end(fmt, finished=finished, items=items)
                 return
             except httpx.TransportError as exc:
-                error: APIError = transport_error(exc)
+                error: APIError = self._transport_error(exc, spec, deadline)
             except APIError as exc:
                 error = exc
             finally:
@@ -409,7 +490,7 @@ class AsyncHaufeCopilotClient(BaseClient):
                 partial = "".join(delivered)
                 error.partial = partial[:cap]
                 error.partial_truncated = more or len(partial) > cap
-            delay = self._retry_delay(error, spec, retries_done, answered=answered)
+            delay = self._retry_delay(error, spec, retries_done, answered=answered, deadline=deadline)
             if delay is None:
                 raise error
             await asyncio.sleep(delay)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ._content_decoding import ACCEPT_ENCODING
+from ._deadline import Deadline, check_deadline
 from ._logging import configure_from_environment, logger, redacted_headers
 from ._ndjson import DEFAULT_MAX_LINE_BYTES
 from ._protocol import RequestSpec, check_extra_headers
@@ -76,6 +77,8 @@ class ClientConfig:
     #: A forward proxy for every request; None: the environment's (HTTP_PROXY, HTTPS_PROXY,
     #: ALL_PROXY, NO_PROXY, as httpx reads them).
     proxy: str | None = field(default=None, repr=False)
+    #: The most a whole call may take, in seconds (None: no limit; see `Deadline`).
+    deadline: float | None = None
 
     @classmethod
     def resolve(
@@ -94,6 +97,7 @@ class ClientConfig:
         max_response_bytes: int,
         max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS,
         proxy: str | None = None,
+        deadline: float | None = None,
     ) -> ClientConfig:
         api_key = api_key if api_key is not None else os.environ.get("HAUFE_COPILOT_API_KEY") or None
         for name, key in (("api_key", api_key), ("platform_api_key", platform_api_key)):
@@ -149,6 +153,7 @@ class ClientConfig:
             max_response_bytes=max_response_bytes,
             max_partial_chars=max_partial_chars,
             proxy=check_proxy(proxy),
+            deadline=check_deadline(deadline),
         )
 
 
@@ -285,6 +290,23 @@ def check_body_size(received: int, limit: int) -> None:
         raise ResponseTooLargeError(f"The answer exceeded max_response_bytes={limit} bytes.")
 
 
+class WholeBody:
+    """A `Decoder` that keeps the whole body: a blocking answer is read through the same checks
+    (deadline, size) as a stream."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self.data += data
+        return []
+
+    def close(self) -> list[bytes]:
+        return []
+
+
 class BaseClient:
     """Configuration, request assembly and logging shared by both clients."""
 
@@ -307,6 +329,7 @@ class BaseClient:
         max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS,
         proxy: str | None = None,
         rate_limiter: RateLimiter | None = None,
+        deadline: float | None = None,
     ) -> None:
         #: Asked before every attempt and told of every 429 (haufe_copilot.rate_limit).
         self._rate_limiter = check_rate_limiter(rate_limiter)
@@ -324,6 +347,7 @@ class BaseClient:
             max_response_bytes=max_response_bytes,
             max_partial_chars=max_partial_chars,
             proxy=proxy,
+            deadline=deadline,
         )
 
     # Public read-only views of the configuration (never the keys).
@@ -342,6 +366,15 @@ class BaseClient:
     @property
     def max_retries(self) -> int:
         return self._config.max_retries
+
+    @property
+    def deadline(self) -> float | None:
+        """The most a whole call may take, in seconds, or None."""
+        return self._config.deadline
+
+    @property
+    def max_response_bytes(self) -> int:
+        return self._config.max_response_bytes
 
     def __repr__(self) -> str:
         return (
@@ -364,6 +397,7 @@ class BaseClient:
             "max_line_bytes",
             "max_response_bytes",
             "max_partial_chars",
+            "deadline",
         }
         unknown = set(changes) - allowed
         if unknown:
@@ -384,11 +418,16 @@ class BaseClient:
             "max_partial_chars": config.max_partial_chars,
             # no proxy: a copy shares this client's pools, which were built with it
             "rate_limiter": self._rate_limiter,
+            "deadline": config.deadline,
         }
         if "default_headers" in changes:
             changes["default_headers"] = {**config.default_headers, **changes["default_headers"]}
         options.update(changes)
         return options
+
+    def _attempt_timeout(self, timeout: httpx.Timeout | None, deadline: Deadline | None) -> httpx.Timeout:
+        timeout = timeout or self._config.timeout
+        return timeout if deadline is None else deadline.capped(timeout)
 
     def _url(self, spec: RequestSpec) -> str:
         base = self._config.base_url if spec.api == "assistant" else self._config.platform_base_url
@@ -452,13 +491,39 @@ class BaseClient:
                 response.headers.get("x-request-id"),
             )
 
+    def _call_deadline(self, seconds: float | None) -> Deadline | None:
+        """The deadline of one call: `seconds` given per call, else the client's (not started yet)."""
+        seconds = check_deadline(seconds, InvalidRequestError)
+        if seconds is None:
+            seconds = self._config.deadline
+        return None if seconds is None else Deadline(seconds)
+
+    def _transport_error(
+        self, exc: httpx.TransportError, spec: RequestSpec, deadline: Deadline | None
+    ) -> APIConnectionError:
+        """Our error for an httpx failure; the deadline's own for a timeout it caused (every httpx
+        timeout of an attempt is capped by what is left of the deadline)."""
+        error = transport_error(exc)
+        if deadline is None or not isinstance(error, APITimeoutError) or not deadline.expired:
+            return error
+        expired = deadline.error(self._url(spec))
+        expired.__cause__ = exc
+        return expired
+
     def _retry_delay(
-        self, error: APIError, spec: RequestSpec, retries_done: int, *, answered: bool
+        self,
+        error: APIError,
+        spec: RequestSpec,
+        retries_done: int,
+        *,
+        answered: bool,
+        deadline: Deadline | None = None,
     ) -> float | None:
         """Seconds before the next attempt (logged), or None to raise. Nothing is retried once a
         2xx status has arrived: the server took the request, so an error inside the body (an
         `{error_code}` line, an `error` event, a cut) is the answer, and a replay could duplicate
-        the turn or the completion."""
+        the turn or the completion. Nor is anything retried when the deadline would pass during
+        the wait."""
         max_retries = self._config.max_retries
         delay = (
             None
@@ -470,6 +535,14 @@ class BaseClient:
                 replay_unsafe=spec.replay_unsafe,
             )
         )
+        if delay is not None and deadline is not None and deadline.remaining() <= delay:
+            logger.info(
+                "Not retrying after %s: the call's deadline of %g s would pass during the %.2f s wait",
+                type(error).__name__,
+                deadline.seconds,
+                delay,
+            )
+            delay = None
         if delay is None:
             # The error is raised now: its message says how often it was tried, truthfully.
             error.retries_done, error.max_retries = retries_done, max_retries

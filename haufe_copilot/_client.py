@@ -17,10 +17,11 @@ from ._base_client import (
     MAX_ERROR_BODY_BYTES,
     BaseClient,
     TokenProvider,
+    WholeBody,
     check_body_size,
-    transport_error,
 )
 from ._content_decoding import iter_decoded
+from ._deadline import Deadline, ReadGuard
 from ._ndjson import DEFAULT_MAX_LINE_BYTES
 from ._protocol import Decoder, RequestSpec, StreamFormat, check_stream_end
 from .errors import APIError, ConfigurationError
@@ -38,9 +39,14 @@ R = TypeVar("R")
 __all__ = ["HaufeCopilotClient"]
 
 
-def _decoded(decoder: Decoder[R], chunks: Iterator[bytes]) -> Iterator[R]:
-    """The items of a body: what each piece completes, then what its end completes."""
+def _decoded(decoder: Decoder[R], chunks: Iterator[bytes], guard: ReadGuard, limit: int) -> Iterator[R]:
+    """The items of a body: what each piece completes, then what its end completes; each piece
+    checked against the call's limits first (deadline, stall, `max_response_bytes`)."""
+    received = 0
     for data in chunks:
+        guard.check()
+        received += len(data)
+        check_body_size(received, limit)
         yield from decoder.feed(data)
     yield from decoder.close()
 
@@ -56,8 +62,11 @@ class HaufeCopilotClient(BaseClient):
     Configuration (each argument falls back as listed): `api_key` (`HAUFE_COPILOT_API_KEY`),
     `base_url` (`HAUFE_COPILOT_BASE_URL`, else https://api.haufe.ai), `platform_api_key`
     (`api_key`), `platform_base_url` (`base_url`), `token_provider`, `timeout` (connect 5 s,
-    read 60 s; the read timeout is also a stream's stall guard), `max_retries` (2),
-    `default_headers`, `http_client` (an `httpx.Client` you own), `allow_insecure_http`,
+    read 60 s; the read timeout is also a stream's stall guard: a stream that delivers no
+    content for that long ends, keep-alives do not count), `deadline` (the most a whole call may
+    take in seconds, retries and a stream's reading included; None: no limit; also per call),
+    `max_retries` (2), `default_headers`, `http_client` (an `httpx.Client` you own),
+    `allow_insecure_http`, `max_response_bytes` (every answer's bound, streamed or not),
     `proxy` (a forward proxy URL; default the environment's `HTTPS_PROXY`, `HTTP_PROXY`,
     `ALL_PROXY`, `NO_PROXY`, as httpx reads them), `rate_limiter` (a `haufe_copilot.rate_limit`
     limiter, asked before every attempt and told of every 429; see docs/scaling.md).
@@ -81,6 +90,7 @@ class HaufeCopilotClient(BaseClient):
         max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS,
         proxy: str | None = None,
         rate_limiter: RateLimiter | None = None,
+        deadline: float | None = None,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -97,6 +107,7 @@ class HaufeCopilotClient(BaseClient):
             max_partial_chars=max_partial_chars,
             proxy=proxy,
             rate_limiter=rate_limiter,
+            deadline=deadline,
         )
         if http_client is not None and not isinstance(http_client, httpx.Client):
             raise TypeError(
@@ -204,51 +215,74 @@ class HaufeCopilotClient(BaseClient):
             )
         return self._checked_token(token)
 
-    def _request(self, spec: RequestSpec, parse: Callable[[bytes], T], timeout: httpx.Timeout | None) -> T:
+    def _request(
+        self,
+        spec: RequestSpec,
+        parse: Callable[[bytes], T],
+        timeout: httpx.Timeout | None,
+        deadline: Deadline | None = None,
+    ) -> T:
         """A blocking call with retries: retried only before a 2xx status (docs/contract.md, Retries)."""
         retries_done = 0
+        if deadline is not None:
+            deadline.start()
         while True:
-            received = 0
             answered = False  # a 2xx status arrived: the server took the request
             try:
-                response = self._open(spec, timeout)
+                response = self._open(spec, self._attempt_timeout(timeout, deadline))
                 answered = True
                 try:
-                    body = bytearray()
-                    for data in iter_decoded(response):
-                        received += len(data)
-                        body += data
-                        check_body_size(received, self._config.max_response_bytes)
+                    body = WholeBody()
+                    guard = ReadGuard(deadline, None, self._url(spec))
+                    for _ in _decoded(body, iter_decoded(response), guard, self._config.max_response_bytes):
+                        pass
                 finally:
                     response.close()
-                return parse(bytes(body))
+                return parse(bytes(body.data))
             except httpx.TransportError as exc:
-                error: APIError = transport_error(exc)
+                error: APIError = self._transport_error(exc, spec, deadline)
             except APIError as exc:
                 error = exc
-            delay = self._retry_delay(error, spec, retries_done, answered=answered)
+            delay = self._retry_delay(error, spec, retries_done, answered=answered, deadline=deadline)
             if delay is None:
                 raise error
             time.sleep(delay)
             retries_done += 1
 
     def _iterate(
-        self, spec: RequestSpec, fmt: StreamFormat[Any, T], timeout: httpx.Timeout | None
+        self,
+        spec: RequestSpec,
+        fmt: StreamFormat[Any, T],
+        timeout: httpx.Timeout | None,
+        deadline: Deadline | None = None,
     ) -> Generator[T, None, None]:
         """Stream items; retried only before a 2xx status, so never after an item reached the
-        caller; a body that ends short of its format's end is an error (`check_stream_end`)."""
+        caller; a body that ends short of its format's end is an error (`check_stream_end`).
+
+        The stream ends with `APITimeoutError` once `deadline` has passed, or once no item has
+        come for longer than the read timeout (the stall guard: keep-alives are not items)."""
         retries_done = 0
         delivered: list[str] = []  # the partial text an error carries, up to max_partial_chars
         kept, cap, more = 0, self._config.max_partial_chars, False
         convert, text_of, is_final = fmt.convert, fmt.text_of, fmt.is_final
+        stall = (timeout or self._config.timeout).read
+        if deadline is not None:
+            deadline.start()
         while True:
             response: httpx.Response | None = None
             answered = finished = False
             items = 0
             try:
-                response = self._open(spec, timeout)
+                response = self._open(spec, self._attempt_timeout(timeout, deadline))
                 answered = True  # from here on nothing is retried: the server took the request
-                for raw in _decoded(fmt.decoder(self._config.max_line_bytes), iter_decoded(response)):
+                guard = ReadGuard(deadline, stall, self._url(spec))
+                raws = _decoded(
+                    fmt.decoder(self._config.max_line_bytes),
+                    iter_decoded(response),
+                    guard,
+                    self._config.max_response_bytes,
+                )
+                for raw in raws:
                     item = convert(raw)
                     if is_final is not None and not finished:
                         finished = is_final(raw, item)
@@ -261,10 +295,11 @@ class HaufeCopilotClient(BaseClient):
                         else:
                             more = True
                         yield item
+                        guard.content()  # the stall clock restarts when the caller hands back
                 check_stream_end(fmt, finished=finished, items=items)
                 return
             except httpx.TransportError as exc:
-                error: APIError = transport_error(exc)
+                error: APIError = self._transport_error(exc, spec, deadline)
             except APIError as exc:
                 error = exc
             finally:
@@ -274,7 +309,7 @@ class HaufeCopilotClient(BaseClient):
                 partial = "".join(delivered)
                 error.partial = partial[:cap]
                 error.partial_truncated = more or len(partial) > cap
-            delay = self._retry_delay(error, spec, retries_done, answered=answered)
+            delay = self._retry_delay(error, spec, retries_done, answered=answered, deadline=deadline)
             if delay is None:
                 raise error
             time.sleep(delay)

@@ -24,6 +24,7 @@ ADAPTER_OPTION_FIELDS = (
     "platform_base_url",
     "token_provider",
     "timeout",
+    "deadline",
     "max_retries",
     "default_headers",
     "allow_insecure_http",

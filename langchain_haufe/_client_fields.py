@@ -56,6 +56,9 @@ class HaufeClientFields(BaseModel):
     timeout: float | httpx.Timeout | None = None
     """Seconds, an `httpx.Timeout` (or a dict of its arguments); default connect 5 s, read 60 s.
     Per call: `invoke(..., timeout=...)`."""
+    deadline: float | None = None
+    """The most a whole call may take, in seconds (retries and a stream's reading included);
+    None: no limit. A stream also ends once it has sent no content for the read timeout."""
     max_retries: int = 2
     """Attempts after the first; never once the server answered 2xx (docs/contract.md, Retries)."""
     default_headers: dict[str, str] | None = None

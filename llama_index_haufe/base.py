@@ -194,8 +194,8 @@ class HaufeCopilot(FunctionCallingLLM):
         Fields: `assistant_id`, `user_id`, `thread_id`, `stateless`, `model` (the platform
         model for tools and structured output; default the server's), the client settings
         (`api_key`, `base_url`, `platform_api_key`, `platform_base_url`, `token_provider`,
-        `timeout`, `max_retries`, `default_headers`, `http_client`, `http_async_client`,
-        `allow_insecure_http`), and `temperature`, `max_tokens`, `top_p`, `stop`,
+        `timeout`, `deadline`, `max_retries`, `default_headers`, `http_client`,
+        `http_async_client`, `allow_insecure_http`), and `temperature`, `max_tokens`, `top_p`, `stop`,
         `presence_penalty`, `frequency_penalty`. The assistant API takes no sampling parameters:
         there they are ignored (logged at DEBUG), except `stop`, which the client applies (the
         answer ends before the first stop sequence, streamed too).
@@ -298,6 +298,11 @@ class HaufeCopilot(FunctionCallingLLM):
         default=None,
         description="Seconds, an httpx.Timeout or a dict of its arguments; default connect 5 s, read 60 s. "
         "Per call: timeout=.",
+    )
+    deadline: float | None = Field(
+        default=None,
+        gt=0,
+        description="The most a whole call may take, in seconds (retries, streaming included); None: none.",
     )
     max_retries: int = Field(default=2, ge=0, description="Attempts after the first (docs/contract.md).")
     default_headers: dict[str, str] | None = Field(

@@ -58,12 +58,14 @@ class Assistant:
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, str] | None = None,
         timeout: float | httpx.Timeout | None = None,
+        deadline: float | None = None,
     ) -> AssistantAnswer:
         """Ask and wait for the whole answer (`POST /agents/v1/chat/completions`).
 
         Without `thread_id` the server opens a new thread (its id is on the answer); with it,
         `messages` are the new turns of that thread. Fields some assistants require beyond the
-        documented ones (e.g. `user_data`) go in `extra_body`.
+        documented ones (e.g. `user_data`) go in `extra_body`. `timeout` bounds each network
+        operation, `deadline` (seconds; default the client's) the whole call, retries included.
         """
         spec = build_assistant_request(
             assistant_id=assistant_id,
@@ -75,7 +77,9 @@ class Assistant:
             extra_headers=extra_headers,
             extra_query=extra_query,
         )
-        return self._client._request(spec, parse_answer, _timeout(timeout))
+        return self._client._request(
+            spec, parse_answer, _timeout(timeout), self._client._call_deadline(deadline)
+        )
 
     def stream(
         self,
@@ -88,11 +92,15 @@ class Assistant:
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, str] | None = None,
         timeout: float | httpx.Timeout | None = None,
+        deadline: float | None = None,
     ) -> AssistantStream:
         """Ask and stream the answer as NDJSON chunks (`POST /agents/v1/chat/completions/stream`).
 
         Returns an iterator that is also a context manager; nothing is sent until it is
-        iterated. Sources may come on any chunk (the service sends them on the last).
+        iterated. Sources may come on any chunk (the service sends them on the last). The
+        stream ends with `APITimeoutError` (`.partial`: the text so far) once no chunk has come
+        for the read timeout (keep-alives do not count) or once `deadline` has passed, counted
+        from the first iteration and including your code's time between chunks.
         """
         spec = build_assistant_request(
             assistant_id=assistant_id,
@@ -104,7 +112,11 @@ class Assistant:
             extra_headers=extra_headers,
             extra_query=extra_query,
         )
-        return AssistantStream(self._client._iterate(spec, ASSISTANT_STREAM, _timeout(timeout)))
+        return AssistantStream(
+            self._client._iterate(
+                spec, ASSISTANT_STREAM, _timeout(timeout), self._client._call_deadline(deadline)
+            )
+        )
 
 
 class AsyncAssistant:
@@ -124,6 +136,7 @@ class AsyncAssistant:
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, str] | None = None,
         timeout: float | httpx.Timeout | None = None,
+        deadline: float | None = None,
     ) -> AssistantAnswer:
         """Ask and wait for the whole answer (see `Assistant.chat`)."""
         spec = build_assistant_request(
@@ -136,7 +149,9 @@ class AsyncAssistant:
             extra_headers=extra_headers,
             extra_query=extra_query,
         )
-        return await self._client._request(spec, parse_answer, _timeout(timeout))
+        return await self._client._request(
+            spec, parse_answer, _timeout(timeout), self._client._call_deadline(deadline)
+        )
 
     def stream(
         self,
@@ -149,6 +164,7 @@ class AsyncAssistant:
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, str] | None = None,
         timeout: float | httpx.Timeout | None = None,
+        deadline: float | None = None,
     ) -> AsyncAssistantStream:
         """Stream the answer: `async for chunk in client.assistant.stream(...)`, no `await`."""
         spec = build_assistant_request(
@@ -161,7 +177,11 @@ class AsyncAssistant:
             extra_headers=extra_headers,
             extra_query=extra_query,
         )
-        return AsyncAssistantStream(self._client._iterate(spec, ASSISTANT_STREAM, _timeout(timeout)))
+        return AsyncAssistantStream(
+            self._client._iterate(
+                spec, ASSISTANT_STREAM, _timeout(timeout), self._client._call_deadline(deadline)
+            )
+        )
 
 
 def _timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout | None:

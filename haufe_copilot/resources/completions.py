@@ -45,16 +45,18 @@ class CompletionOptions(TypedDict, total=False):
     extra_headers: Mapping[str, str] | None
     extra_query: Mapping[str, str] | None
     timeout: float | httpx.Timeout | None
+    deadline: float | None
 
 
 def _spec(
     messages: Sequence[Any], stream: bool, options: CompletionOptions
-) -> tuple[RequestSpec, httpx.Timeout | None]:
+) -> tuple[RequestSpec, httpx.Timeout | None, float | None]:
     fields: dict[str, Any] = dict(options)
     timeout = _timeout(fields.pop("timeout", None))
+    deadline = fields.pop("deadline", None)
     # Tool calls come only over SSE (docs/contract.md, Completions): with tools, a blocking call streams too.
     spec = build_completion_request(messages=messages, stream=stream or bool(fields.get("tools")), **fields)
-    return spec, timeout
+    return spec, timeout, deadline
 
 
 class Completions:
@@ -79,20 +81,23 @@ class Completions:
 
         Options are the documented fields (docs/contract.md: `model`, `temperature`, `top_p`, `n`, `stop`,
         `max_tokens`, `presence_penalty`, `frequency_penalty`, `tools`, `tool_choice`,
-        `session_id`) plus `extra_body`, `extra_headers`, `extra_query` and `timeout`.
+        `session_id`) plus `extra_body`, `extra_headers`, `extra_query`, `timeout` and
+        `deadline` (the most the whole call may take, in seconds; default the client's).
         `stream=True` returns the SSE chunks (the last before `[DONE]` carries `usage`).
         The service calls tools only over SSE, so with `tools` and `stream=False` this streams
         and assembles the answer for you: the result is the same `ChatCompletion`, tool calls
-        included. A missing `session_id` gets a new one, returned on the answer; the request's
-        messages are the whole conversation (the server prepends nothing). A completion is
-        retried only where the server cannot have run it (a 429, or a connection that failed
-        before the request was sent), and a stream that ends before `[DONE]` is an
-        `APIConnectionError` carrying `.partial` (docs/reliability.md).
+        included; like every answer, it is bounded by `max_response_bytes`. A missing
+        `session_id` gets a new one, returned on the answer; the request's messages are the
+        whole conversation (the server prepends nothing). A completion is retried only where
+        the server cannot have run it (a 429, or a connection that failed before the request
+        was sent), and a stream that ends before `[DONE]` is an `APIConnectionError` carrying
+        `.partial` (docs/reliability.md).
         """
-        spec, timeout = _spec(messages, stream, options)
+        spec, timeout, seconds = _spec(messages, stream, options)
+        deadline = self._client._call_deadline(seconds)
         if not spec.stream:
-            return self._client._request(spec, parse_completion, timeout)
-        chunks = Stream(self._client._iterate(spec, COMPLETION_STREAM, timeout))
+            return self._client._request(spec, parse_completion, timeout, deadline)
+        chunks = Stream(self._client._iterate(spec, COMPLETION_STREAM, timeout, deadline))
         if stream:
             return chunks
         with chunks:
@@ -118,10 +123,11 @@ class AsyncCompletions:
         self, *, messages: Sequence[Any], stream: bool = False, **options: Unpack[CompletionOptions]
     ) -> ChatCompletion | AsyncStream[ChatCompletionChunk]:
         """See `Completions.create`; with `stream=True`, `await` it for the async iterator."""
-        spec, timeout = _spec(messages, stream, options)
+        spec, timeout, seconds = _spec(messages, stream, options)
+        deadline = self._client._call_deadline(seconds)
         if not spec.stream:
-            return await self._client._request(spec, parse_completion, timeout)
-        chunks = AsyncStream(self._client._iterate(spec, COMPLETION_STREAM, timeout))
+            return await self._client._request(spec, parse_completion, timeout, deadline)
+        chunks = AsyncStream(self._client._iterate(spec, COMPLETION_STREAM, timeout, deadline))
         if stream:
             return chunks
         async with chunks:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from .._deadline import Deadline
 from .._platform_protocol import (
     build_stream_cancel,
     build_stream_events,
@@ -97,6 +98,27 @@ def _gave_up(stream_id: str, attempts: int, error: APIConnectionError | None) ->
     return gave_up
 
 
+def _check_reattach(
+    stream_id: str,
+    failures: int,
+    max_reattach: int,
+    error: APIConnectionError | None,
+    deadline: Deadline | None,
+) -> None:
+    """Raise if the stream may not be re-attached again: too many failures in a row, or the
+    call's deadline passed (its own error says so; it is never re-attached)."""
+    if deadline is not None and error is not None and deadline.expired:
+        raise error
+    if failures > max_reattach:
+        raise _gave_up(stream_id, failures, error)
+
+
+def _pause(failures: int, deadline: Deadline | None) -> float:
+    """The backoff before a re-attachment, never past the deadline (which then ends the call)."""
+    pause = backoff_seconds(failures - 2)
+    return pause if deadline is None else max(0.0, min(pause, deadline.remaining()))
+
+
 class Streams:
     """Start a completion in the background, observe it, resume after a drop, cancel it."""
 
@@ -111,6 +133,7 @@ class Streams:
         extra_body: Mapping[str, Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: float | httpx.Timeout | None = None,
+        deadline: float | None = None,
         **fields: Any,
     ) -> StreamHandle:
         """`POST /api/v1/messages/async`: returns the handle (`stream_id`, `status`, `message`).
@@ -133,17 +156,34 @@ class Streams:
             extra_headers=extra_headers,
         )
         try:
-            return self._client._request(spec, parse_stream_handle, _timeout(timeout))
+            return self._client._request(
+                spec, parse_stream_handle, _timeout(timeout), self._client._call_deadline(deadline)
+            )
         except ConflictError as error:
             if not _started_by_this_call(error, chosen_here):
                 raise
-            return _existing_handle(error, self.status(spec.params["stream_id"], timeout=timeout))
+            status = self.status(spec.params["stream_id"], timeout=timeout, deadline=deadline)
+            return _existing_handle(error, status)
 
-    def status(self, stream_id: str, *, timeout: float | httpx.Timeout | None = None) -> StreamStatus:
-        return self._client._request(build_stream_status(stream_id), parse_stream_status, _timeout(timeout))
+    def status(
+        self, stream_id: str, *, timeout: float | httpx.Timeout | None = None, deadline: float | None = None
+    ) -> StreamStatus:
+        return self._client._request(
+            build_stream_status(stream_id),
+            parse_stream_status,
+            _timeout(timeout),
+            self._client._call_deadline(deadline),
+        )
 
-    def cancel(self, stream_id: str, *, timeout: float | httpx.Timeout | None = None) -> StreamStatus:
-        return self._client._request(build_stream_cancel(stream_id), parse_stream_status, _timeout(timeout))
+    def cancel(
+        self, stream_id: str, *, timeout: float | httpx.Timeout | None = None, deadline: float | None = None
+    ) -> StreamStatus:
+        return self._client._request(
+            build_stream_cancel(stream_id),
+            parse_stream_status,
+            _timeout(timeout),
+            self._client._call_deadline(deadline),
+        )
 
     def events(
         self,
@@ -153,16 +193,25 @@ class Streams:
         max_reattach: int = DEFAULT_MAX_REATTACH,
         extra_headers: Mapping[str, str] | None = None,
         timeout: float | httpx.Timeout | None = None,
+        deadline: float | None = None,
     ) -> Stream[StreamEvent]:
         """The stream's typed events after `last_event_id`, each exactly once, up to `done`.
 
         A dropped connection is re-attached with `Last-Event-ID`: at once the first time, then
         backing off (0.5 s x 2^n), at most `max_reattach` times in a row without a new event;
-        so nothing is lost or repeated.
+        so nothing is lost or repeated. A connection that brings no event for the read timeout
+        (keep-alives do not count) is re-attached the same way; `deadline` (seconds; default
+        the client's) bounds the whole, re-attachments included, and ends it with
+        `APITimeoutError`.
         """
         return Stream(
             self._events(
-                stream_id, check_event_id(last_event_id), max_reattach, extra_headers, _timeout(timeout)
+                stream_id,
+                check_event_id(last_event_id),
+                max_reattach,
+                extra_headers,
+                _timeout(timeout),
+                self._client._call_deadline(deadline),
             )
         )
 
@@ -173,6 +222,7 @@ class Streams:
         max_reattach: int,
         extra_headers: Mapping[str, str] | None,
         timeout: httpx.Timeout | None,
+        deadline: Deadline | None,
     ) -> Generator[StreamEvent, None, None]:
         failures = 0
         while True:
@@ -183,6 +233,7 @@ class Streams:
                         build_stream_events(stream_id, last, extra_headers),
                         stream_events_after(last),
                         timeout,
+                        deadline,
                     )
                 ) as events:
                     for event in events:  # resends dropped, events without an id line kept
@@ -193,10 +244,9 @@ class Streams:
             except APIConnectionError as exc:
                 error = exc
             failures += 1
-            if failures > max_reattach:
-                raise _gave_up(stream_id, failures, error)
+            _check_reattach(stream_id, failures, max_reattach, error, deadline)
             if failures > 1:  # the first re-attach is immediate: the connection had been fine
-                time.sleep(backoff_seconds(failures - 2))
+                time.sleep(_pause(failures, deadline))
 
 
 class AsyncStreams:
@@ -213,6 +263,7 @@ class AsyncStreams:
         extra_body: Mapping[str, Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: float | httpx.Timeout | None = None,
+        deadline: float | None = None,
         **fields: Any,
     ) -> StreamHandle:
         """See `Streams.start`."""
@@ -225,21 +276,33 @@ class AsyncStreams:
             extra_headers=extra_headers,
         )
         try:
-            return await self._client._request(spec, parse_stream_handle, _timeout(timeout))
+            return await self._client._request(
+                spec, parse_stream_handle, _timeout(timeout), self._client._call_deadline(deadline)
+            )
         except ConflictError as error:
             if not _started_by_this_call(error, chosen_here):
                 raise
-            status = await self.status(spec.params["stream_id"], timeout=timeout)
+            status = await self.status(spec.params["stream_id"], timeout=timeout, deadline=deadline)
             return _existing_handle(error, status)
 
-    async def status(self, stream_id: str, *, timeout: float | httpx.Timeout | None = None) -> StreamStatus:
+    async def status(
+        self, stream_id: str, *, timeout: float | httpx.Timeout | None = None, deadline: float | None = None
+    ) -> StreamStatus:
         return await self._client._request(
-            build_stream_status(stream_id), parse_stream_status, _timeout(timeout)
+            build_stream_status(stream_id),
+            parse_stream_status,
+            _timeout(timeout),
+            self._client._call_deadline(deadline),
         )
 
-    async def cancel(self, stream_id: str, *, timeout: float | httpx.Timeout | None = None) -> StreamStatus:
+    async def cancel(
+        self, stream_id: str, *, timeout: float | httpx.Timeout | None = None, deadline: float | None = None
+    ) -> StreamStatus:
         return await self._client._request(
-            build_stream_cancel(stream_id), parse_stream_status, _timeout(timeout)
+            build_stream_cancel(stream_id),
+            parse_stream_status,
+            _timeout(timeout),
+            self._client._call_deadline(deadline),
         )
 
     def events(
@@ -250,11 +313,17 @@ class AsyncStreams:
         max_reattach: int = DEFAULT_MAX_REATTACH,
         extra_headers: Mapping[str, str] | None = None,
         timeout: float | httpx.Timeout | None = None,
+        deadline: float | None = None,
     ) -> AsyncStream[StreamEvent]:
         """See `Streams.events`: `async for event in client.streams.events(id)`."""
         return AsyncStream(
             self._events(
-                stream_id, check_event_id(last_event_id), max_reattach, extra_headers, _timeout(timeout)
+                stream_id,
+                check_event_id(last_event_id),
+                max_reattach,
+                extra_headers,
+                _timeout(timeout),
+                self._client._call_deadline(deadline),
             )
         )
 
@@ -265,6 +334,7 @@ class AsyncStreams:
         max_reattach: int,
         extra_headers: Mapping[str, str] | None,
         timeout: httpx.Timeout | None,
+        deadline: Deadline | None,
     ) -> AsyncGenerator[StreamEvent, None]:
         failures = 0
         while True:
@@ -275,6 +345,7 @@ class AsyncStreams:
                         build_stream_events(stream_id, last, extra_headers),
                         stream_events_after(last),
                         timeout,
+                        deadline,
                     )
                 ) as events:
                     async for event in events:
@@ -285,9 +356,8 @@ class AsyncStreams:
             except APIConnectionError as exc:
                 error = exc
             failures += 1
-            if failures > max_reattach:
-                raise _gave_up(stream_id, failures, error)
+            _check_reattach(stream_id, failures, max_reattach, error, deadline)
             if failures > 1:
                 import asyncio  # here, not at the top: a sync user never loads asyncio
 
-                await asyncio.sleep(backoff_seconds(failures - 2))
+                await asyncio.sleep(_pause(failures, deadline))

@@ -15,7 +15,11 @@ does one of:
   bomb, an adversarial error page, JSON nested 200k deep;
 - `scripted`: the n-th request gets `script[n]` (the last one once the script runs out): the
   bytes to send, after which the connection closes (see `reply()`), or None for a reset; a
-  callable gets the request and returns either.
+  callable gets the request and returns either;
+- `trickle`: `200 content_type`, chunked: `prelude` (some content, or nothing), then `piece`
+  every `interval` seconds until the client leaves or `give_up` seconds have passed (then the
+  body ends): blank NDJSON lines, SSE `: keep-alive` comments, one byte at a time of a line or
+  body that never ends, or content too slow to ever finish.
 
 It records each request's head (`requests`, header names lower-cased) so tests can see what a
 client sent, and counts connections. `refused_port()` gives a port where nothing listens.
@@ -27,13 +31,22 @@ import contextlib
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 
 Behaviour = Literal[
-    "reset", "malformed", "huge_error", "big_body", "endless_line", "redirect", "canned", "scripted"
+    "reset",
+    "malformed",
+    "huge_error",
+    "big_body",
+    "endless_line",
+    "redirect",
+    "canned",
+    "scripted",
+    "trickle",
 ]
 
 
@@ -59,6 +72,11 @@ class RawServer:
     head: dict[str, str] = field(default_factory=dict)
     payload: bytes = b""
     script: Sequence[Scripted] = ()
+    content_type: str = "application/x-ndjson"
+    prelude: bytes = b""
+    piece: bytes = b"\n"
+    interval: float = 0.2
+    give_up: float = 30.0
     requests: list[RawRequest] = field(default_factory=list)
     connections: int = 0
 
@@ -170,6 +188,16 @@ class RawServer:
             while not self._stop.is_set():
                 conn.sendall(frame)  # raises once the client has gone
             return False
+        if self.behaviour == "trickle":
+            head = f"HTTP/1.1 200 OK\r\ncontent-type: {self.content_type}\r\ntransfer-encoding: chunked\r\n"
+            conn.sendall(head.encode() + b"\r\n")
+            if self.prelude:
+                conn.sendall(_chunk(self.prelude))
+            ends = time.monotonic() + self.give_up
+            while not self._stop.wait(self.interval) and time.monotonic() < ends:
+                conn.sendall(_chunk(self.piece))  # raises once the client has gone
+            conn.sendall(b"0\r\n\r\n")
+            return False
         if self.behaviour == "redirect":
             conn.sendall(
                 b"HTTP/1.1 307 Temporary Redirect\r\nlocation: "
@@ -194,6 +222,10 @@ def reply(status: int, content_type: str, body: bytes, *, chunked: bool = False)
         return f"{head}content-length: {len(body)}\r\n\r\n".encode() + body
     framed = (f"{len(body):x}\r\n".encode() + body + b"\r\n" if body else b"") + b"0\r\n\r\n"
     return f"{head}transfer-encoding: chunked\r\n\r\n".encode() + framed
+
+
+def _chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
 
 
 def _head(status: int, content_type: str, length: int) -> bytes:
