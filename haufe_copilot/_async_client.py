@@ -132,6 +132,11 @@ class _PoolPerLoop:
         ref = self._pools.get(loop)
         return ref() if ref is not None else None
 
+    def pool_of(self, loop: asyncio.AbstractEventLoop) -> _ShardedPool | None:
+        """The pool `loop` uses, if it has one (for tests and probes)."""
+        entry = self._current(loop)
+        return entry.pool if entry is not None else None
+
     async def get(self) -> httpx.AsyncClient:
         """The httpx client for the next request on the running loop."""
         loop = asyncio.get_running_loop()

@@ -54,8 +54,15 @@ def test_the_matrix_covers_every_error_of_spec_section_2() -> None:
     )  # too large: tests/test_reliability_secrets
     core = [c for c in CELLS if c.layer == "core"]
     stream_only = {name for name, fault in FAULTS.items() if fault.blocking is None}
-    assert stream_only == {"error_line", "error_line_first", "rate_limit_line_first", "cut_after_200"}
+    assert stream_only == {
+        "error_line",
+        "error_line_first",
+        "rate_limit_line_first",
+        "cut_after_200",
+        "stall_blank_lines",
+    }
     assert len(core) == 2 * (2 * len(FAULTS) - len(stream_only))  # sync/async x modes
+    assert {"stall_blank_lines", "deadline_passes"} <= set(FAULTS)  # calls end in bounded time
     assert len(CELLS) == len({c.id for c in CELLS})
 
 
@@ -323,6 +330,32 @@ def test_a_client_that_a_hostile_server_defeats_fails_its_cell(
     result = run_cell(_cell(cell_id), env)
     assert not result.passed
     assert any(problem in p for p in result.problems), result.explain()
+
+
+def test_a_client_whose_stall_guard_counts_keep_alives_fails_its_cell(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from haufe_copilot._deadline import ReadGuard
+
+    original = ReadGuard.check
+
+    def counts_every_byte(self: ReadGuard) -> None:
+        self.content()  # any piece received restarts the stall clock, as a plain read timeout does
+        original(self)
+
+    monkeypatch.setattr(ReadGuard, "check", counts_every_byte)
+    result = run_cell(_cell("core:stall_blank_lines:streaming:async"), env)
+    assert not result.passed
+    assert any("raised None" in p for p in result.problems), result.explain()
+
+
+def test_a_client_without_a_deadline_fails_its_cell(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from haufe_copilot._deadline import Deadline
+
+    monkeypatch.setattr(Deadline, "remaining", lambda self: float("inf"))
+    result = run_cell(_cell("core:deadline_passes:blocking:sync"), env)
+    assert not result.passed
+    assert any("took" in p for p in result.problems), result.explain()
 
 
 def test_an_event_loop_complaint_fails_its_cell() -> None:

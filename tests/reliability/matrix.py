@@ -60,7 +60,16 @@ Layer = Literal[
     "core", "langchain", "llama_index", "core-thread", "langchain-thread", "llama_index-thread", "platform"
 ]
 ServerKind = Literal[
-    "emulator", "refused", "reset", "malformed", "gzip_bomb", "html_bomb", "deep_json", "huge_detail", "empty"
+    "emulator",
+    "refused",
+    "reset",
+    "malformed",
+    "gzip_bomb",
+    "html_bomb",
+    "deep_json",
+    "huge_detail",
+    "empty",
+    "blank_lines",
 ]
 
 MODES: tuple[Mode, ...] = ("blocking", "streaming")
@@ -108,6 +117,7 @@ class Fault:
     #: Bounds on what the call may cost: peak RSS it adds (MB), its wall time (s).
     max_rss_mb: float | None = None
     max_call_seconds: float | None = None
+    deadline: float | None = None
 
     def how(self, mode: Mode) -> How | None:
         return self.blocking if mode == "blocking" else self.streaming
@@ -333,6 +343,28 @@ FAULTS: dict[str, Fault] = {
             blocking=How(server="malformed"),
             streaming=How(headers={"x-emulator-malformed-after": "3"}, partial_deltas=3),
         ),
+        Fault(
+            name="stall_blank_lines",
+            summary="2 deltas, then a blank line every 0.1 s forever; read timeout 0.5 s",
+            error=errors.APITimeoutError,
+            error_code=None,
+            status=None,
+            blocking=None,
+            streaming=How(server="blank_lines", partial_deltas=2),
+            read_timeout=0.5,
+            max_call_seconds=0.5 + 1.0,
+        ),
+        Fault(
+            name="deadline_passes",
+            summary="deadline 0.6 s; blocking: no first byte for 2 s; stream: a delta every 0.1 s",
+            error=errors.APITimeoutError,
+            error_code=None,
+            status=None,
+            blocking=How(headers={"x-emulator-delay": "2"}),
+            streaming=How(headers={"x-emulator-delta-delay": "0.1"}, partial_deltas=1),
+            deadline=0.6,
+            max_call_seconds=0.6 + 1.0,
+        ),
     ]
 }
 
@@ -542,6 +574,11 @@ class Env:
         self.malformed = RawServer("malformed")
         self.canned = {kind: canned_server(kind) for kind in HOSTILE}
         self.canned["empty"] = RawServer("scripted", script=[_empty_200])
+        prelude = b"".join(
+            b'{"message_id": "m-1", "thread_id": "t-1", "delta": {"content": "%s "}}\n' % word
+            for word in (b"Die", b"Probezeit")
+        )
+        self.blank_lines = RawServer("trickle", prelude=prelude, piece=b"\n", interval=0.1, give_up=3.0)
         self.refused = refused_port()
         #: The thread core continuation cells continue: a real one, since stream faults fire
         #: after the emulator has looked it up.
@@ -554,6 +591,7 @@ class Env:
             server.__enter__()
         with HaufeCopilotClient(api_key=self.api_key, base_url=self.emulator.url) as client:
             self.thread_id = client.assistant.chat(assistant_id=ASSISTANT_ID, messages=_messages()).thread_id
+        self.blank_lines.__enter__()
         # Each async cell collects garbage so that a task or connection it left behind complains
         # in that cell. With both frameworks loaded a full collection takes ~0.15 s: freeze what
         # exists now (imports, the servers) so that a collection scans only what a cell made.
@@ -572,6 +610,7 @@ class Env:
         self.malformed.close()
         for server in self.canned.values():
             server.close()
+        self.blank_lines.close()
 
     def target(self, kind: ServerKind) -> tuple[str, int, Callable[[str], int] | None]:
         """base URL, port, and how to count the attempts carrying a marker (None: nothing listens)."""
@@ -586,7 +625,8 @@ class Env:
             )
         if kind == "refused":
             return f"http://127.0.0.1:{self.refused}", self.refused, None
-        server = self.reset if kind == "reset" else self.canned.get(kind, self.malformed)
+        raw = {"reset": self.reset, "blank_lines": self.blank_lines}
+        server = raw[kind] if kind in raw else self.canned.get(kind, self.malformed)
         start = server.request_count()
         return server.url, server.port, lambda _marker: server.request_count() - start
 
@@ -652,6 +692,7 @@ def _client_options(env: Env, base_url: str, cell: Cell) -> dict[str, Any]:
         "max_retries": max_retries(cell),
         "timeout": timeout,
         **limits,
+        "deadline": fault.deadline,
     }
 
 

@@ -143,10 +143,9 @@ def async_pool(client: Any) -> Pools:
     if client._given_http is not None:
         given: httpx.AsyncClient = client._given_http
         return given
-    entry = client._pools._pools.get(asyncio.get_running_loop())
-    if entry is None:
+    pool = client._pools.pool_of(asyncio.get_running_loop())
+    if pool is None:
         return None
-    pool = entry[0]
     shards = getattr(pool, "shards", None)  # several small pools per loop, used in turn
     return list(shards) if shards is not None else pool  # type: ignore[no-any-return]
 
