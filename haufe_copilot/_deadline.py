@@ -78,10 +78,11 @@ class Deadline:
         )
 
     def error(self, where: str) -> APITimeoutError:
-        return APITimeoutError(
-            f"The call to {where} did not finish within its deadline of {self.seconds:g} s "
-            "(deadline=, on the client or per call)."
+        error = APITimeoutError(
+            f"The call to {where} did not finish within its deadline of {self.seconds:g} s."
         )
+        error.deadline = self.seconds
+        return error
 
 
 class ReadGuard:

@@ -19,6 +19,7 @@ from .errors import (
     APIConnectionError,
     APIError,
     APIStatusError,
+    APITimeoutError,
     InvalidRequestError,
     NotFoundError,
 )
@@ -106,8 +107,8 @@ def _check(turn: AssistantTurn) -> ThreadPlan:
 
 def _thread_failed(error: APIError, plan: ThreadPlan) -> bool:
     """A continuation the server may have half-taken, or whose thread is gone (docs/contract.md, Retries)."""
-    if plan.thread_id is None:
-        return False
+    if plan.thread_id is None or (isinstance(error, APITimeoutError) and error.deadline is not None):
+        return False  # a new thread for a call past its deadline would only take longer
     if isinstance(error, NotFoundError):
         return error.error_code in (None, "resource_not_found", "thread_not_found")
     if isinstance(error, APIStatusError):

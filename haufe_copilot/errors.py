@@ -156,9 +156,13 @@ class APIConnectionError(APIError):
 
 
 class APITimeoutError(APIConnectionError):
-    """No answer within the client's timeout."""
+    """No answer within the client's timeout, a stream without content for its read timeout, or
+    a call past its `deadline`."""
 
-    hint = "Raise `timeout=` if the service is slow."
+    hint = "Raise `timeout=` (or `deadline=`) if the service is slow."
+    #: The call's deadline in seconds when that is what passed (the call is over: nothing
+    #: retries it, nor opens a new thread for it); None for any other timeout.
+    deadline: float | None = None
 
 
 class APIResponseValidationError(APIError):

@@ -89,6 +89,7 @@ def assert_ended_in_time(started: float, limit: float, error: errors.APITimeoutE
     elapsed = time.monotonic() - started
     assert limit <= elapsed < limit + MARGIN, f"{what}: ended after {elapsed:.2f} s, limit {limit} s"
     assert what in str(error), str(error)
+    assert error.deadline == (limit if "deadline" in what else None)
 
 
 # -- the stall guard counts content ------------------------------------------------------------
@@ -259,6 +260,20 @@ def test_langchain_streams_end_at_the_stall_limit_and_at_the_deadline() -> None:
         with pytest.raises(errors.APITimeoutError) as info:
             model.invoke("Probezeit?")  # blocking
         assert_ended_in_time(started, DEADLINE, info.value, "deadline of 1.5 s")
+
+
+def test_a_call_past_its_deadline_opens_no_new_thread() -> None:
+    """A continuation that fails opens a new thread once; one past its deadline does not (the
+    caller's time is spent)."""
+    from langchain_haufe import ChatHaufeCopilot
+
+    with slow_content("ndjson") as server:
+        model = ChatHaufeCopilot(assistant_id=ASSISTANT_ID, **options(server, deadline=DEADLINE))
+        started = time.monotonic()
+        with pytest.raises(errors.APITimeoutError) as info:
+            model.invoke("Probezeit?", thread_id="t-1")
+        assert_ended_in_time(started, DEADLINE, info.value, "deadline of 1.5 s")
+        assert server.request_count() == 1
 
 
 async def test_langchain_async_streaming_invoke_ends_at_the_deadline() -> None:
