@@ -18,6 +18,7 @@ import pytest
 from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient, errors
 
 from .conftest import ASSISTANT_ID, user
+from .reliability import probes
 from .reliability.servers import RawServer
 
 READ_TIMEOUT = 1.0
@@ -214,6 +215,36 @@ async def test_the_async_deadline_cuts_a_silent_server_short() -> None:
                 await async_stream(client, "ndjson", received, deadline=DEADLINE)
     assert_ended_in_time(started, DEADLINE, info.value, "deadline of 1.5 s")
     assert info.value.partial == DELIVERED
+    assert probes.client_sockets(server.port) == []  # the read cut short closed its connection
+
+
+EVENT = b'id: 1\nevent: delta\ndata: {"content": "Die "}\n\n'
+
+
+def test_the_deadline_spans_the_reattachments_of_an_async_stream() -> None:
+    """`streams.events` re-attaches a connection that stalls (keep-alives only); the deadline
+    bounds them all together."""
+    with trickle("sse", b": keep-alive\n\n", prelude=EVENT) as server:
+        with HaufeCopilotClient(**options(server, deadline=2.5)) as client:
+            started = time.monotonic()
+            received = []
+            with pytest.raises(errors.APITimeoutError) as info:
+                for event in client.streams.events("s-1"):
+                    received.append(event)
+        assert_ended_in_time(started, 2.5, info.value, "deadline of 2.5 s")
+        assert len(received) == 1 and server.request_count() >= 2  # re-attached after the stall
+
+
+async def test_the_deadline_spans_the_reattachments_of_an_async_stream_async() -> None:
+    with trickle("sse", b": keep-alive\n\n", prelude=EVENT) as server:
+        async with AsyncHaufeCopilotClient(**options(server)) as client:
+            started = time.monotonic()
+            received = []
+            with pytest.raises(errors.APITimeoutError) as info:
+                async for event in client.streams.events("s-1", deadline=2.5):
+                    received.append(event)
+        assert_ended_in_time(started, 2.5, info.value, "deadline of 2.5 s")
+        assert len(received) == 1 and server.request_count() >= 2
 
 
 def test_the_deadline_spans_retries_and_their_waits() -> None:
