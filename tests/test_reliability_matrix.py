@@ -178,8 +178,8 @@ def test_a_client_that_retries_after_a_200_fails_its_cell(
     monkeypatch.setattr(
         BaseClient,
         "_retry_delay",
-        lambda self, error, spec, retries_done, answered: original(
-            self, error, spec, retries_done, answered=False
+        lambda self, error, spec, retries_done, answered, deadline=None: original(
+            self, error, spec, retries_done, answered=False, deadline=deadline
         ),
     )
     result = run_cell(_cell(cell_id), env)
@@ -217,7 +217,9 @@ def _old_event_filter(last: int) -> Any:
     return StreamFormat(STREAM_EVENTS.decoder, convert, STREAM_EVENTS.text_of)
 
 
-def _retries_after_a_200(self: Any, error: Any, spec: Any, retries_done: int, answered: bool) -> Any:
+def _retries_after_a_200(
+    self: Any, error: Any, spec: Any, retries_done: int, answered: bool, deadline: Any = None
+) -> Any:
     from haufe_copilot._retry import retry_delay
 
     return retry_delay(error, retries_done=retries_done, max_retries=2, replay_unsafe=spec.replay_unsafe)
