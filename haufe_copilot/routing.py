@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from ._deadline import check_deadline
 from ._settings import check_timeout
 from .errors import InvalidRequestError, MissingAssistantError
 
@@ -105,12 +106,17 @@ class _WithOptions(Protocol):
     def with_options(self: _C, **changes: Any) -> _C: ...
 
 
-def client_for_call(client: _C, timeout: object) -> _C:
-    """The client for one call: `client` itself, or (with a per-call `timeout=`) a copy with
-    that timeout sharing its connections. A bad timeout is an `InvalidRequestError`."""
-    if timeout is None:
+def client_for_call(client: _C, timeout: object, deadline: object = None) -> _C:
+    """The client for one call: `client` itself, or (with a per-call `timeout=` or `deadline=`)
+    a copy with them sharing its connections. A bad value is an `InvalidRequestError`."""
+    if timeout is None and deadline is None:
         return client
-    return client.with_options(timeout=check_timeout(timeout, "timeout (per call)", InvalidRequestError))
+    changes: dict[str, Any] = {}
+    if timeout is not None:
+        changes["timeout"] = check_timeout(timeout, "timeout (per call)", InvalidRequestError)
+    if deadline is not None:
+        changes["deadline"] = check_deadline(deadline, InvalidRequestError, "deadline (per call)")
+    return client.with_options(**changes)
 
 
 # LangChain's finish reasons, from what the APIs send: the completions endpoint speaks OpenAI's

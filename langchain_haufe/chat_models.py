@@ -152,7 +152,9 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         warning and sent in the request body on every path, as ChatOpenAI does; a field
         passed inside `model_kwargs` is an error. `timeout=` per call (`invoke(...,
         timeout=5)`) applies to each attempt of that call on every path (a timed-out attempt is
-        retried as `max_retries` says, as openai-python does).
+        retried as `max_retries` says, as openai-python does); `deadline=` per call (or the field)
+        bounds each request of that call to the service as a whole, retries and a stream's reading
+        included.
     """
 
     assistant_id: str | None = Field(default_factory=from_env("HAUFE_COPILOT_ASSISTANT_ID", default=None))
@@ -281,10 +283,10 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         return body or None
 
     def _sync_client(self, kwargs: Mapping[str, Any]) -> HaufeCopilotClient:
-        return client_for_call(self.client, kwargs.get("timeout"))
+        return client_for_call(self.client, kwargs.get("timeout"), kwargs.get("deadline"))
 
     def _async_client(self, kwargs: Mapping[str, Any]) -> AsyncHaufeCopilotClient:
-        return client_for_call(self.async_client, kwargs.get("timeout"))
+        return client_for_call(self.async_client, kwargs.get("timeout"), kwargs.get("deadline"))
 
     def _llm_output(self, result: ChatResult) -> ChatResult:
         """`llm_output` as ChatOpenAI fills it, from the answer's own metadata."""

@@ -98,6 +98,7 @@ _CALL_KEYWORDS = frozenset(
         *SAMPLING_PARAMETERS,
         *_THREAD_KEYWORDS,
         "timeout",
+        "deadline",
         "stop",
         "session_id",
         "tools",
@@ -134,6 +135,8 @@ class _Request:
     stop: tuple[str, ...] = ()
     #: A per-call `timeout=`, for each attempt of this call.
     timeout: Any = None
+    #: A per-call `deadline=`, for each request of this call to the service.
+    deadline: Any = None
 
 
 def _stop_sequences(stop: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -302,7 +305,7 @@ class HaufeCopilot(FunctionCallingLLM):
     deadline: float | None = Field(
         default=None,
         gt=0,
-        description="The most a whole call may take, in seconds (retries, streaming included); None: none.",
+        description="The most a call may take, in seconds (retries, streaming included). Per call: deadline=",
     )
     max_retries: int = Field(default=2, ge=0, description="Attempts after the first (docs/contract.md).")
     default_headers: dict[str, str] | None = Field(
@@ -519,6 +522,7 @@ class HaufeCopilot(FunctionCallingLLM):
                 options={k: v for k, v in options.items() if v is not None},
                 parallel_tool_calls=bool(kwargs.get("parallel_tool_calls", True)),
                 timeout=kwargs.get("timeout"),
+                deadline=kwargs.get("deadline"),
             )
         if response_format is not None:
             options = {
@@ -534,6 +538,7 @@ class HaufeCopilot(FunctionCallingLLM):
                 options={k: v for k, v in options.items() if v is not None},
                 stop=stop,
                 timeout=kwargs.get("timeout"),
+                deadline=kwargs.get("deadline"),
             )
         assistant_id = require_assistant(kwargs.get("assistant_id"), self.assistant_id, "HaufeCopilot")
         if sampling:
@@ -553,7 +558,9 @@ class HaufeCopilot(FunctionCallingLLM):
             extra_body=extras["extra_body"],
             extra_headers=extras["extra_headers"],
         )
-        return _Request(route="assistant", turn=turn, timeout=kwargs.get("timeout"))
+        return _Request(
+            route="assistant", turn=turn, timeout=kwargs.get("timeout"), deadline=kwargs.get("deadline")
+        )
 
     # -- public methods: decorated once, over the undecorated ones below ---------------------
 
@@ -650,10 +657,10 @@ class HaufeCopilot(FunctionCallingLLM):
     # the assistant API (threads, sources)
 
     def _sync(self, request: _Request) -> HaufeCopilotClient:
-        return client_for_call(self.client, request.timeout)
+        return client_for_call(self.client, request.timeout, request.deadline)
 
     def _async(self, request: _Request) -> AsyncHaufeCopilotClient:
-        return client_for_call(self.async_client, request.timeout)
+        return client_for_call(self.async_client, request.timeout, request.deadline)
 
     def _stream_assistant(self, request: _Request) -> Generator[ChatResponse, None, None]:
         text = ""

@@ -293,6 +293,28 @@ def test_langchain_streams_end_at_the_stall_limit_and_at_the_deadline() -> None:
         assert_ended_in_time(started, DEADLINE, info.value, "deadline of 1.5 s")
 
 
+def test_the_adapters_take_a_deadline_per_call() -> None:
+    from llama_index.core.llms import ChatMessage
+
+    from langchain_haufe import ChatHaufeCopilot
+    from llama_index_haufe import HaufeCopilot
+
+    with slow_content("ndjson") as server:
+        model = ChatHaufeCopilot(assistant_id=ASSISTANT_ID, **options(server))
+        started = time.monotonic()
+        with pytest.raises(errors.APITimeoutError) as info:
+            model.invoke("Probezeit?", deadline=DEADLINE)
+        assert_ended_in_time(started, DEADLINE, info.value, "deadline of 1.5 s")
+        with pytest.raises(errors.InvalidRequestError, match="deadline"):
+            model.invoke("Probezeit?", deadline=-1)
+    with slow_content("sse") as server:
+        llm = HaufeCopilot(assistant_id=ASSISTANT_ID, **options(server))
+        started = time.monotonic()
+        with pytest.raises(errors.APITimeoutError) as info:
+            llm.chat([ChatMessage(role="user", content="Probezeit?")], tools=tools(), deadline=DEADLINE)
+        assert_ended_in_time(started, DEADLINE, info.value, "deadline of 1.5 s")
+
+
 def test_a_call_past_its_deadline_opens_no_new_thread() -> None:
     """A continuation that fails opens a new thread once; one past its deadline does not (the
     caller's time is spent)."""
