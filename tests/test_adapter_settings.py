@@ -106,6 +106,12 @@ class ForwardProxy:
         self._ready.set()
         self._loop.run_forever()
         server.close()
+        # Connections still piped are cancelled and finished while the loop lives (as asyncio.run
+        # does): left pending, they were closed by the garbage collector on a closed loop.
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         self._loop.run_until_complete(server.wait_closed())
         self._loop.close()
 
