@@ -57,7 +57,7 @@ lock: | $(BIN)/.uv
 	$(LOCK_COMPILE) -o $(LOCK)
 
 # Whether the lock is what `make lock` would write now (needs the package index; the offline check,
-# that the lock satisfies pyproject.toml, is tests/test_lock.py).
+# that the lock satisfies pyproject.toml, is tests/project/test_lock.py).
 lock-check: | $(BIN)/.uv
 	@cp $(LOCK) $(VENV)/lock-check.txt
 	@$(LOCK_COMPILE) -o $(VENV)/lock-check.txt

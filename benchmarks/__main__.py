@@ -561,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     SCALE = QUICK if args.quick else FULL
     if args.quick and args.results is None:
         parser.error("--quick needs --results: quick figures must not replace the published table")
-    from haufe_copilot.emulator.app import DEFAULT_ASSISTANT_ID as assistant_id
+    from haufe_emulator.app import DEFAULT_ASSISTANT_ID as assistant_id
 
     print(f"Python {sys.version.split()[0]} on {os.cpu_count()} cores\n")
     with emulator() as url:

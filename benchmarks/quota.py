@@ -206,8 +206,8 @@ def _run_fleet(jobs: list[dict[str, Any]], timeout: float) -> list[dict[str, Any
 
 def measure(quick: bool = False, *, print_rows: bool = True) -> list[Row]:
     from benchmarks.redis_server import RedisServer
-    from haufe_copilot.emulator import DEFAULT_ASSISTANT_ID, EmulatorConfig, EmulatorServer
     from haufe_copilot.rate_limit import parse_rate_limit
+    from haufe_emulator import DEFAULT_ASSISTANT_ID, EmulatorConfig, EmulatorServer
 
     scale = QUICK if quick else FULL
     rows: list[Row] = []

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-#: The assistant the emulator knows (haufe_copilot.emulator.DEFAULT_ASSISTANT_ID).
+#: The assistant the emulator knows (haufe_emulator.DEFAULT_ASSISTANT_ID).
 EMULATOR_ASSISTANT_ID = "a1b2c3d4-5678-9abc-def0-1234567890ab"
 
 
@@ -55,7 +55,7 @@ def haufe_copilot() -> Iterator[Connection]:
             raise SystemExit("Set HAUFE_COPILOT_ASSISTANT_ID to the assistant to ask.")
         yield Connection(api_key, base_url, assistant_id)
         return
-    from haufe_copilot.emulator import EmulatorServer  # needs the `emulator` extra
+    from haufe_emulator import EmulatorServer  # needs the `emulator` extra
 
     with EmulatorServer() as emulator:
         print(f"(no HAUFE_COPILOT_API_KEY: the emulator answers, on {emulator.url})", file=sys.stderr)

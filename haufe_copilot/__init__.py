@@ -3,18 +3,15 @@
 `HaufeCopilotClient` and `AsyncHaufeCopilotClient` speak the Haufe Copilot APIs; the wire
 types are in `haufe_copilot.types`, the errors in `haufe_copilot.errors`. The LangChain and
 LlamaIndex integrations (`langchain_haufe`, `llama_index_haufe`) and the local emulator
-(`haufe_copilot.emulator`) are separate imports, so importing this package loads neither a
+(`haufe_emulator`) are separate imports, so importing this package loads neither a
 framework nor a web server.
 """
 
 from typing import TYPE_CHECKING, Any
 
-from . import errors, types
-from ._base_client import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, USER_AGENT
-from ._client import HaufeCopilotClient
-from ._streaming import AsyncStream, Stream
-from ._version import __version__
-from .errors import (
+from haufe_copilot import errors, types
+from haufe_copilot._version import __version__
+from haufe_copilot.errors import (
     APIConnectionError,
     APIError,
     APIResponseValidationError,
@@ -37,9 +34,17 @@ from .errors import (
     ServiceUnavailableError,
     UnprocessableEntityError,
 )
-from .rate_limit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
-from .resources.assistant import AssistantStream, AsyncAssistantStream
-from .types import (
+from haufe_copilot.rate_limit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
+from haufe_copilot.resources.assistant import AssistantStream, AsyncAssistantStream
+from haufe_copilot.transport.base_client import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    USER_AGENT,
+)
+from haufe_copilot.transport.client import HaufeCopilotClient
+from haufe_copilot.transport.streaming import AsyncStream, Stream
+from haufe_copilot.types import (
     AssistantAnswer,
     ChatCompletion,
     ChatCompletionChunk,
@@ -51,13 +56,13 @@ from .types import (
 )
 
 if TYPE_CHECKING:
-    from ._async_client import AsyncHaufeCopilotClient
+    from haufe_copilot.transport.async_client import AsyncHaufeCopilotClient
 
 
 def __getattr__(name: str) -> Any:
     # The async client is loaded on first use: it brings asyncio, which a sync user never needs.
     if name == "AsyncHaufeCopilotClient":
-        from ._async_client import AsyncHaufeCopilotClient
+        from haufe_copilot.transport.async_client import AsyncHaufeCopilotClient
 
         return AsyncHaufeCopilotClient
     raise AttributeError(f"module 'haufe_copilot' has no attribute {name!r}")

@@ -24,14 +24,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._client import HaufeCopilotClient
-from ._version import __version__
-from .errors import ConfigurationError, HaufeCopilotError
-from .rate_limit import Window, parse_rate_limit
-from .types import AssistantAnswer, Source
+from haufe_copilot._version import __version__
+from haufe_copilot.errors import ConfigurationError, HaufeCopilotError
+from haufe_copilot.rate_limit import Window, parse_rate_limit
+from haufe_copilot.transport.client import HaufeCopilotClient
+from haufe_copilot.types import AssistantAnswer, Source
 
 if TYPE_CHECKING:
-    from .emulator import EmulatorServer
+    from haufe_emulator import EmulatorServer
 
 DEMO_QUESTION = "Welche Kündigungsfristen gelten während der Probezeit?"
 
@@ -193,7 +193,7 @@ def _client_for(emulator: bool, assistant_id: str | None) -> Iterator[tuple[Hauf
             yield client, assistant_id
         return
     try:
-        from .emulator import EmulatorServer
+        from haufe_emulator import EmulatorServer
     except ImportError as exc:
         raise _missing_emulator_extra("chat --emulator", exc) from None
     with (
@@ -250,7 +250,7 @@ def _thread_hint(thread_id: str, in_process_emulator: bool) -> str:
 def _emulator_key_hint() -> str:
     """The key a client should use: the development key, or a pointer to the keys configured (a
     key chosen in HAUFE_COPILOT_EMULATOR_KEYS is not echoed to a terminal or a CI log)."""
-    from .emulator.app import DEFAULT_API_KEY
+    from haufe_emulator.app import DEFAULT_API_KEY
 
     configured = os.environ.get("HAUFE_COPILOT_EMULATOR_KEYS")
     if configured is None or DEFAULT_API_KEY in configured.split(","):
@@ -260,7 +260,7 @@ def _emulator_key_hint() -> str:
 
 def _connect_lines(url: str) -> str:
     """The environment `haufe-copilot chat` and the clients read, set for an emulator at `url`."""
-    from .emulator.app import DEFAULT_ASSISTANT_ID
+    from haufe_emulator.app import DEFAULT_ASSISTANT_ID
 
     return (
         f"  export HAUFE_COPILOT_BASE_URL={url}\n"
@@ -548,7 +548,7 @@ def _demo_agent(server: EmulatorServer, out: TextIO, style: _Style) -> None:
 def _demo(out: TextIO) -> int:
     style = _Style.for_stream(out)
     try:
-        from .emulator import EmulatorServer
+        from haufe_emulator import EmulatorServer
     except ImportError as exc:
         raise _missing_emulator_extra("demo", exc) from None
     with EmulatorServer() as server:
@@ -578,9 +578,9 @@ def _rate_limit(text: str | None) -> tuple[Window, ...]:
 
 def _emulator(args: argparse.Namespace) -> int:
     try:
-        from .emulator.app import DEFAULT_ASSISTANT_ID, EmulatorConfig
-        from .emulator.faults import FaultPlan, is_known_fault
-        from .emulator.server import serve
+        from haufe_emulator.app import DEFAULT_ASSISTANT_ID, EmulatorConfig
+        from haufe_emulator.faults import FaultPlan, is_known_fault
+        from haufe_emulator.server import serve
     except ImportError as exc:
         raise _missing_emulator_extra("emulator", exc) from None
 

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from ._logging import logger
-from .errors import ConfigurationError, RateLimiterUnavailableError, parse_retry_after
+from haufe_copilot.errors import ConfigurationError, RateLimiterUnavailableError, parse_retry_after
+from haufe_copilot.log import logger
 
 if TYPE_CHECKING:
     import redis

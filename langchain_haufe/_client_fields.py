@@ -17,10 +17,10 @@ from langchain_core.utils import from_env, secret_from_env
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_serializer, field_validator
 
 from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient
-from haufe_copilot._component import LazyClients, share_by_reference
-from haufe_copilot._logging import is_secret_header
-from haufe_copilot._pickling import connections_from_pickle, connections_to_pickle
-from haufe_copilot._settings import (
+from haufe_copilot.conversation.holder import LazyClients, share_by_reference
+from haufe_copilot.conversation.pickling import connections_from_pickle, connections_to_pickle
+from haufe_copilot.log import is_secret_header
+from haufe_copilot.protocol.settings import (
     check_proxy,
     check_timeout,
     guarded_headers,

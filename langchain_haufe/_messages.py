@@ -22,8 +22,8 @@ from langchain_core.messages import (
 from langchain_core.messages import content as blocks
 from langchain_core.messages.block_translators import register_translator
 
+from haufe_copilot.conversation.threads import Turn, normalise_role
 from haufe_copilot.errors import InvalidRequestError
-from haufe_copilot.threads import Turn, normalise_role
 
 PROVIDER = "haufe"
 

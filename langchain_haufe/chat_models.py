@@ -24,19 +24,7 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, Field
 
 from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient
-from haufe_copilot._model_copy import copier
-from haufe_copilot._settings import split_unknown_settings
-from haufe_copilot.conversation import (
-    AnswerDelta,
-    AnswerResult,
-    AssistantTurn,
-    aanswer,
-    answer,
-    astream_answer,
-    stream_answer,
-)
-from haufe_copilot.errors import InvalidRequestError, error_from_stream_object
-from haufe_copilot.routing import (
+from haufe_copilot.conversation.routing import (
     CAPABILITIES,
     TokenUsage,
     client_for_call,
@@ -47,6 +35,18 @@ from haufe_copilot.routing import (
     token_usage,
     tool_choice_for_api,
 )
+from haufe_copilot.conversation.turns import (
+    AnswerDelta,
+    AnswerResult,
+    AssistantTurn,
+    aanswer,
+    answer,
+    astream_answer,
+    stream_answer,
+)
+from haufe_copilot.errors import InvalidRequestError, error_from_stream_object
+from haufe_copilot.protocol.model_copy import copier
+from haufe_copilot.protocol.settings import split_unknown_settings
 from haufe_copilot.types.completions import ChatCompletionChunk
 from haufe_copilot.types.streams import DeltaEvent, DoneEvent, ErrorEvent, StreamEvent, ToolCallEvent
 
@@ -143,7 +143,7 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
     Token counting:
         `get_num_tokens`, `get_num_tokens_from_messages` and `trim_messages(token_counter=model)`
         work without extra packages. The service's tokenizer is not public, so they estimate
-        (`haufe_copilot.routing.estimate_tokens`: a token per four letters of a word, one per
+        (`haufe_copilot.conversation.routing.estimate_tokens`: a token per four letters of a word, one per
         punctuation mark, plus 4 per message). For exact counts pass
         `custom_get_token_ids=` (a callable from text to token ids), which every count then uses.
 
@@ -199,7 +199,7 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         }
 
     def _resolve_model_profile(self) -> ModelProfile | None:
-        """What the model can do (`haufe_copilot.routing.CAPABILITIES`): tools, tool choice and
+        """What the model can do (`haufe_copilot.conversation.routing.CAPABILITIES`): tools, tool choice and
         native structured output, text in and out only. No context size is published for the
         service, so `max_input_tokens` / `max_output_tokens` are left out rather than guessed."""
         profile: ModelProfile = {**CAPABILITIES}  # type: ignore[typeddict-item]
@@ -209,7 +209,7 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
 
     def get_num_tokens(self, text: str) -> int:
         """Tokens in `text`: exact with `custom_get_token_ids`, else an estimate
-        (`haufe_copilot.routing.estimate_tokens`; the service's tokenizer is not public)."""
+        (`haufe_copilot.conversation.routing.estimate_tokens`; the service's tokenizer is not public)."""
         if self.custom_get_token_ids is not None:
             return len(self.custom_get_token_ids(text))
         return estimate_tokens(text)

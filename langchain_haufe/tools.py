@@ -16,8 +16,8 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env
 from pydantic import BaseModel, Field
 
-from haufe_copilot._citations import answer_with_citations
 from haufe_copilot.errors import InvalidRequestError
+from haufe_copilot.protocol.citations import answer_with_citations
 from haufe_copilot.types import AssistantAnswer
 
 from ._client_fields import HaufeClientFields

@@ -27,9 +27,9 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.llms.llm import ToolSelection
 
-from haufe_copilot._tool_calls import AssembledToolCall, partial_arguments
+from haufe_copilot.conversation.threads import Turn, normalise_role
 from haufe_copilot.errors import APIResponseValidationError, InvalidRequestError
-from haufe_copilot.threads import Turn, normalise_role
+from haufe_copilot.protocol.tool_calls import AssembledToolCall, partial_arguments
 
 __all__ = [
     "message_text",

@@ -25,13 +25,13 @@ from llama_index.core.base.llms.types import (
     TextBlock,
 )
 
-from haufe_copilot._model_copy import copier
-from haufe_copilot._stop import StopFilter
-from haufe_copilot._tool_calls import AssembledToolCall, ToolCallAccumulator
-from haufe_copilot.conversation import AnswerDelta, AnswerResult
+from haufe_copilot.conversation.routing import finish_reason as finish_reason_of
+from haufe_copilot.conversation.routing import token_usage
+from haufe_copilot.conversation.turns import AnswerDelta, AnswerResult
 from haufe_copilot.errors import APIError, error_from_stream_object
-from haufe_copilot.routing import finish_reason as finish_reason_of
-from haufe_copilot.routing import token_usage
+from haufe_copilot.protocol.model_copy import copier
+from haufe_copilot.protocol.stop import StopFilter
+from haufe_copilot.protocol.tool_calls import AssembledToolCall, ToolCallAccumulator
 from haufe_copilot.types.completions import ChatCompletion, ChatCompletionChunk, Usage
 from haufe_copilot.types.streams import DeltaEvent, DoneEvent, ErrorEvent, StreamEvent
 
@@ -47,7 +47,7 @@ __all__ = [
 
 
 # Validated once; every response is a copy of these (validating a ChatResponse per streamed
-# delta was most of the adapter's cost per delta: see haufe_copilot/_model_copy.py).
+# delta was most of the adapter's cost per delta: see haufe_copilot/protocol/model_copy.py).
 _TEXT = TextBlock(text="")
 _ASSISTANT = ChatMessage(role=MessageRole.ASSISTANT, blocks=[])
 _RESPONSE = ChatResponse(message=_ASSISTANT)

@@ -43,20 +43,18 @@ from llama_index.core.types import Model, PydanticProgramMode
 from pydantic import BaseModel
 
 from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient
-from haufe_copilot._component import LazyClients, share_by_reference
-from haufe_copilot._pickling import connections_from_pickle, connections_to_pickle
-from haufe_copilot._protocol import check_question
-from haufe_copilot._settings import (
-    check_proxy,
-    check_timeout,
-    guarded_headers,
-    headers_for_display,
-    headers_from_serialised,
-    split_unknown_settings,
-    timeout_from_json,
-    timeout_to_json,
+from haufe_copilot.conversation.holder import LazyClients, share_by_reference
+from haufe_copilot.conversation.pickling import connections_from_pickle, connections_to_pickle
+from haufe_copilot.conversation.routing import (
+    CAPABILITIES,
+    SAMPLING_PARAMETERS,
+    client_for_call,
+    estimate_tokens,
+    require_assistant,
+    sampling_options,
+    tool_choice_for_api,
 )
-from haufe_copilot.conversation import (
+from haufe_copilot.conversation.turns import (
     AnswerDelta,
     AssistantTurn,
     aanswer,
@@ -65,14 +63,16 @@ from haufe_copilot.conversation import (
     stream_answer,
 )
 from haufe_copilot.errors import InvalidRequestError
-from haufe_copilot.routing import (
-    CAPABILITIES,
-    SAMPLING_PARAMETERS,
-    client_for_call,
-    estimate_tokens,
-    require_assistant,
-    sampling_options,
-    tool_choice_for_api,
+from haufe_copilot.protocol.assistant import check_question
+from haufe_copilot.protocol.settings import (
+    check_proxy,
+    check_timeout,
+    guarded_headers,
+    headers_for_display,
+    headers_from_serialised,
+    split_unknown_settings,
+    timeout_from_json,
+    timeout_to_json,
 )
 
 from ._messages import to_completion_messages, to_turns, tool_selections
@@ -428,7 +428,7 @@ class HaufeCopilot(FunctionCallingLLM):
 
     def count_tokens(self, text: str) -> int:
         """Tokens in `text`: exact with `tokenizer=`, else an estimate
-        (`haufe_copilot.routing.estimate_tokens`; the service's tokenizer is not public)."""
+        (`haufe_copilot.conversation.routing.estimate_tokens`; the service's tokenizer is not public)."""
         if self.tokenizer is not None:
             return len(self.tokenizer(text))
         return estimate_tokens(text)

@@ -13,7 +13,7 @@ from typing import Any
 from llama_index.core.base.response.schema import Response
 from llama_index.core.tools import QueryEngineTool, ToolMetadata, ToolOutput
 
-from haufe_copilot._citations import answer_with_citations
+from haufe_copilot.protocol.citations import answer_with_citations
 
 from .base import HaufeCopilot
 from .query_engine import HaufeCopilotQueryEngine

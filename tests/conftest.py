@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient
-from haufe_copilot._logging import is_secret_header
-from haufe_copilot.emulator import DEFAULT_ASSISTANT_ID, EmulatorConfig, EmulatorServer
-from haufe_copilot.emulator.state import StreamRecord
+from haufe_copilot.log import is_secret_header
+from haufe_emulator import DEFAULT_ASSISTANT_ID, EmulatorConfig, EmulatorServer
+from haufe_emulator.state import StreamRecord
 
 from .targets import ASSISTANT_PLACEHOLDER, Target, emulator_target, service_from_environment
 

@@ -1,4 +1,4 @@
-"""One process of a fleet sharing a quota, for tests/test_rate_limit.py:
+"""One process of a fleet sharing a quota, for tests/client/test_rate_limit.py:
 `python -m tests.quota_workers '<json job>'` prints a JSON report on its last line.
 
 The job names the emulator, the limiter (Redis, in-process or none), how many callers run at

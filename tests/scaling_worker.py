@@ -1,4 +1,4 @@
-"""One worker of tests/test_scaling.py: `python -m tests.scaling_worker URL KEY HISTORY.json QUESTION`
+"""One worker of tests/client/test_scaling.py: `python -m tests.scaling_worker URL KEY HISTORY.json QUESTION`
 loads the conversation's history, asks the next question with a fresh `ChatHaufeCopilot`, saves
 the history with the answer, and prints the answer's thread metadata."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from langchain_core.messages import HumanMessage, messages_from_dict, messages_to_dict
 
-from haufe_copilot.emulator import DEFAULT_ASSISTANT_ID
+from haufe_emulator import DEFAULT_ASSISTANT_ID
 from langchain_haufe import ChatHaufeCopilot
 
 

@@ -7,14 +7,19 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .._base_client import validate_timeout
-from .._protocol import ASSISTANT_STREAM, MessageInput, build_assistant_request, parse_answer
-from .._streaming import AsyncStream, Stream
-from ..types.assistant import AssistantAnswer, StreamChunk, answer_from_chunks
+from haufe_copilot.protocol.assistant import (
+    ASSISTANT_STREAM,
+    MessageInput,
+    build_assistant_request,
+    parse_answer,
+)
+from haufe_copilot.transport.base_client import validate_timeout
+from haufe_copilot.transport.streaming import AsyncStream, Stream
+from haufe_copilot.types.assistant import AssistantAnswer, StreamChunk, answer_from_chunks
 
 if TYPE_CHECKING:
-    from .._async_client import AsyncHaufeCopilotClient
-    from .._client import HaufeCopilotClient
+    from haufe_copilot.transport.async_client import AsyncHaufeCopilotClient
+    from haufe_copilot.transport.client import HaufeCopilotClient
 
 __all__ = ["Assistant", "AssistantStream", "AsyncAssistant", "AsyncAssistantStream"]
 

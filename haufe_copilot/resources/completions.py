@@ -7,22 +7,22 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict, overload
 
 import httpx
 
-from .._platform_protocol import (
+from haufe_copilot.protocol.assistant import RequestSpec
+from haufe_copilot.protocol.platform import (
     COMPLETION_STREAM,
     build_completion_request,
     completion_from_chunks,
     parse_completion,
 )
-from .._protocol import RequestSpec
-from .._streaming import AsyncStream, Stream
-from ..types.completions import ChatCompletion, ChatCompletionChunk
-from .assistant import _timeout
+from haufe_copilot.resources.assistant import _timeout
+from haufe_copilot.transport.streaming import AsyncStream, Stream
+from haufe_copilot.types.completions import ChatCompletion, ChatCompletionChunk
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from .._async_client import AsyncHaufeCopilotClient
-    from .._client import HaufeCopilotClient
+    from haufe_copilot.transport.async_client import AsyncHaufeCopilotClient
+    from haufe_copilot.transport.client import HaufeCopilotClient
 
 __all__ = ["AsyncCompletions", "CompletionOptions", "Completions"]
 

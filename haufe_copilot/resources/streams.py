@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .._deadline import Deadline
-from .._platform_protocol import (
+from haufe_copilot.errors import APIConnectionError, ConflictError, InvalidRequestError
+from haufe_copilot.protocol.deadline import Deadline
+from haufe_copilot.protocol.platform import (
     build_stream_cancel,
     build_stream_events,
     build_stream_start,
@@ -21,15 +22,14 @@ from .._platform_protocol import (
     parse_stream_status,
     stream_events_after,
 )
-from .._retry import backoff_seconds
-from .._streaming import AsyncStream, Stream
-from ..errors import APIConnectionError, ConflictError, InvalidRequestError
-from ..types.streams import DoneEvent, StreamEvent, StreamHandle, StreamStatus
-from .assistant import _timeout
+from haufe_copilot.protocol.retry import backoff_seconds
+from haufe_copilot.resources.assistant import _timeout
+from haufe_copilot.transport.streaming import AsyncStream, Stream
+from haufe_copilot.types.streams import DoneEvent, StreamEvent, StreamHandle, StreamStatus
 
 if TYPE_CHECKING:
-    from .._async_client import AsyncHaufeCopilotClient
-    from .._client import HaufeCopilotClient
+    from haufe_copilot.transport.async_client import AsyncHaufeCopilotClient
+    from haufe_copilot.transport.client import HaufeCopilotClient
 
 __all__ = ["AsyncStreams", "Streams"]
 

@@ -1,6 +1,6 @@
 """The wire types of every API family, as pydantic v2 models that keep unknown fields."""
 
-from .assistant import (
+from haufe_copilot.types.assistant import (
     AnswerMetaData,
     AssistantAnswer,
     ChatMessage,
@@ -9,7 +9,7 @@ from .assistant import (
     SourceMetaData,
     StreamChunk,
 )
-from .completions import (
+from haufe_copilot.types.completions import (
     ChatCompletion,
     ChatCompletionChunk,
     Choice,
@@ -22,7 +22,7 @@ from .completions import (
     ToolCall,
     Usage,
 )
-from .streams import (
+from haufe_copilot.types.streams import (
     DeltaEvent,
     DoneEvent,
     ErrorEvent,

@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import Field
 
-from ..errors import APIResponseValidationError
-from ._base import WireModel
+from haufe_copilot.errors import APIResponseValidationError
+from haufe_copilot.types._base import WireModel
 
 __all__ = [
     "AnswerAssembler",

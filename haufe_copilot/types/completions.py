@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ._base import WireModel
+from haufe_copilot.types._base import WireModel
 
 __all__ = [
     "ChatCompletion",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from ._base import WireModel
-from .completions import Usage
+from haufe_copilot.types._base import WireModel
+from haufe_copilot.types.completions import Usage
 
 __all__ = [
     "DeltaEvent",

@@ -18,7 +18,7 @@ or fail, the problems, and what was observed: the exception's class, `error_code
 attempts (counted on the server; on the client where nothing listens), the waits between them
 (announced by the client and measured with `time.monotonic()`), the text delivered before the
 error and the error's `partial`, the connections left open (sockets and pool, see `probes`),
-and asyncio's complaints. `tests/test_reliability_matrix.py` parametrizes pytest over `CELLS`;
+and asyncio's complaints. `tests/reliability/test_reliability_matrix.py` parametrizes pytest over `CELLS`;
 `python -m tests.reliability.matrix --write docs/reliability.md` runs them all, prints the table
 with its totals and writes it into the document.
 """
@@ -44,7 +44,7 @@ from typing import Any, Literal
 import httpx
 
 from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient, errors
-from haufe_copilot.emulator import DEFAULT_ASSISTANT_ID, EmulatorConfig, EmulatorServer
+from haufe_emulator import DEFAULT_ASSISTANT_ID, EmulatorConfig, EmulatorServer
 
 from . import probes
 from .report import DOC, markdown_table, text_table, write_section

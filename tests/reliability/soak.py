@@ -39,7 +39,7 @@ from pathlib import Path
 import httpx
 
 from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotError
-from haufe_copilot.emulator import DEFAULT_ASSISTANT_ID, EmulatorConfig, EmulatorServer
+from haufe_emulator import DEFAULT_ASSISTANT_ID, EmulatorConfig, EmulatorServer
 
 from . import probes
 from .report import DOC, markdown_table, text_table, write_section
@@ -50,7 +50,7 @@ CALL_TIMEOUT = 20.0  # per attempt; the stall fault uses its own short one
 
 SERVE = """
 import sys, time
-from haufe_copilot.emulator import EmulatorConfig, EmulatorServer
+from haufe_emulator import EmulatorConfig, EmulatorServer
 server = EmulatorServer(EmulatorConfig(api_keys=frozenset({sys.argv[1]})))
 server.start()
 print(server.port, flush=True)

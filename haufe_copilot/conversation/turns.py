@@ -1,0 +1,256 @@
+"""One assistant turn for a whole history: the work both framework adapters share.
+
+Given the history the framework holds, `plan_thread` (docs/threads.md) decides what to send where; this
+module sends it through the core client, falls back once to a new thread when a continuation
+fails as docs/contract.md (Retries) says, applies stop sequences on the client, and returns the text with
+the metadata every answer carries (thread, message, sources, digests, `thread_action`). The
+adapters only translate their message types to `Turn`s and the result back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from haufe_copilot.conversation.threads import (
+    THREAD_HEADS,
+    ThreadPlan,
+    Turn,
+    answer_thread_metadata,
+    plan_thread,
+)
+from haufe_copilot.errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    InvalidRequestError,
+    NotFoundError,
+)
+from haufe_copilot.protocol.stop import StopFilter, cut_at_stop
+from haufe_copilot.types.assistant import AnswerAssembler, AssistantAnswer
+
+if TYPE_CHECKING:
+    from haufe_copilot.transport.async_client import AsyncHaufeCopilotClient
+    from haufe_copilot.transport.client import HaufeCopilotClient
+
+__all__ = [
+    "AnswerDelta",
+    "AnswerResult",
+    "AssistantTurn",
+    "aanswer",
+    "answer",
+    "astream_answer",
+    "stream_answer",
+]
+
+logger = logging.getLogger("haufe_copilot.conversation.turns")
+
+_STACK_ENDINGS = ("user", "tool", "system")
+
+
+@dataclass(frozen=True)
+class AssistantTurn:
+    """What an adapter asks for: the history and how to treat its thread."""
+
+    assistant_id: str
+    history: Sequence[Turn]
+    user_id: str | None = None
+    stateless: bool = False
+    thread_id: str | None = None
+    stop: Sequence[str] = ()
+    extra_body: Mapping[str, Any] | None = None
+    extra_headers: Mapping[str, str] | None = None
+    #: The history's answers may also sit in other conversations' histories (a LangChain cache
+    #: replays one answer to every conversation that asks the same): a thread this process has
+    #: not seen is then not continued (see `ThreadHeads`).
+    answers_may_be_replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerDelta:
+    """A piece of a streamed answer, with the id the whole answer will have."""
+
+    text: str
+    message_id: str
+
+
+@dataclass
+class AnswerResult:
+    """The answer's text (stop sequences applied) and the metadata of docs/threads.md, plain JSON."""
+
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    #: Whether a stop sequence ended the answer.
+    stopped: bool = False
+
+
+def _check(turn: AssistantTurn) -> ThreadPlan:
+    if not turn.history:
+        raise InvalidRequestError("The conversation is empty: pass at least one message.")
+    last = turn.history[-1].role
+    if last not in _STACK_ENDINGS:
+        raise InvalidRequestError(
+            f"The last message is a {last} message; the assistant answers a user, tool or system "
+            "message (append the next question)."
+        )
+    plan = plan_thread(turn.history, stateless=turn.stateless, thread_id=turn.thread_id)
+    refused = THREAD_HEADS.claim(plan, unknown_is_safe=not turn.answers_may_be_replayed)
+    if refused is not None:
+        plan = plan.with_new_thread(turn.history, refused)
+    logger.debug(
+        "thread decision: %s thread_id=%s sending %d of %d messages%s",
+        plan.action,
+        plan.thread_id,
+        len(plan.send),
+        len(turn.history),
+        f" ({plan.reason})" if plan.reason else "",
+    )
+    return plan
+
+
+def _thread_failed(error: APIError, plan: ThreadPlan) -> bool:
+    """A continuation the server may have half-taken, or whose thread is gone (docs/contract.md, Retries)."""
+    if plan.thread_id is None or (isinstance(error, APITimeoutError) and error.deadline is not None):
+        return False  # a new thread for a call past its deadline would only take longer
+    if isinstance(error, NotFoundError):
+        return error.error_code in (None, "resource_not_found", "thread_not_found")
+    if isinstance(error, APIStatusError):
+        return error.status_code >= 500
+    return isinstance(error, APIConnectionError)
+
+
+def _refused(plan: ThreadPlan, error: APIError) -> None:
+    """A request that failed without falling back: a 4xx left the thread as it was; anything
+    else may have reached it, and the thread stays claimed (no history can continue it)."""
+    if isinstance(error, APIStatusError) and 400 <= error.status_code < 500:
+        THREAD_HEADS.release(plan)
+
+
+def _fallback(turn: AssistantTurn, plan: ThreadPlan, error: APIError) -> ThreadPlan:
+    # The failed thread stays claimed: the server may hold the half-taken turn.
+    reason = f"thread_failed: {type(error).__name__} on thread {plan.thread_id}"
+    logger.debug("thread %s could not be continued (%s); opening a new thread", plan.thread_id, error.message)
+    return plan.with_new_thread(turn.history, reason)
+
+
+def _request(turn: AssistantTurn, plan: ThreadPlan) -> dict[str, Any]:
+    return {
+        "assistant_id": turn.assistant_id,
+        "messages": [{"role": t.role, "content": t.text} for t in plan.send],
+        "user_id": turn.user_id,
+        "thread_id": plan.thread_id,
+        "extra_body": turn.extra_body,
+        "extra_headers": turn.extra_headers,
+    }
+
+
+def _result(plan: ThreadPlan, text: str, stopped: bool, answer: AssistantAnswer) -> AnswerResult:
+    metadata: dict[str, Any] = {
+        "thread_id": answer.thread_id,
+        "message_id": answer.id,
+        "created_at": answer.created_at,
+        "meta_data": answer.meta_data.model_dump(),
+        "sources": [source.model_dump() for source in answer.sources],
+    }
+    metadata.update(answer_thread_metadata(plan, text))
+    THREAD_HEADS.settle(answer.thread_id, metadata["history_digest"])
+    return AnswerResult(text=text, metadata=metadata, stopped=stopped)
+
+
+def answer(client: HaufeCopilotClient, turn: AssistantTurn) -> AnswerResult:
+    plan = _check(turn)
+    try:
+        result = client.assistant.chat(**_request(turn, plan))
+    except APIError as error:
+        if not _thread_failed(error, plan):
+            _refused(plan, error)
+            raise
+        plan = _fallback(turn, plan, error)
+        result = client.assistant.chat(**_request(turn, plan))
+    text, stopped = cut_at_stop(result.content, turn.stop)
+    return _result(plan, text, stopped, result)
+
+
+async def aanswer(client: AsyncHaufeCopilotClient, turn: AssistantTurn) -> AnswerResult:
+    plan = _check(turn)
+    try:
+        result = await client.assistant.chat(**_request(turn, plan))
+    except APIError as error:
+        if not _thread_failed(error, plan):
+            _refused(plan, error)
+            raise
+        plan = _fallback(turn, plan, error)
+        result = await client.assistant.chat(**_request(turn, plan))
+    text, stopped = cut_at_stop(result.content, turn.stop)
+    return _result(plan, text, stopped, result)
+
+
+def stream_answer(
+    client: HaufeCopilotClient, turn: AssistantTurn
+) -> Generator[AnswerDelta | AnswerResult, None, None]:
+    """The answer's pieces as they arrive, then one `AnswerResult` (its `text` whole)."""
+    plan = _check(turn)
+    for attempt in (1, 2):
+        gathered = AnswerAssembler()
+        stop_filter = StopFilter(turn.stop)
+        pieces: list[str] = []
+        try:
+            with client.assistant.stream(**_request(turn, plan)) as chunks:
+                for chunk in chunks:
+                    gathered.add(chunk)
+                    piece = stop_filter.feed(chunk.delta.content)
+                    if piece:
+                        pieces.append(piece)
+                        yield AnswerDelta(piece, chunk.message_id)
+                    if stop_filter.stopped:
+                        break
+        except APIError as error:
+            if attempt == 2 or pieces or not _thread_failed(error, plan):
+                if not pieces:
+                    _refused(plan, error)
+                raise
+            plan = _fallback(turn, plan, error)
+            continue
+        tail = stop_filter.flush()
+        if tail:
+            pieces.append(tail)
+            yield AnswerDelta(tail, gathered.message_id)
+        yield _result(plan, "".join(pieces), stop_filter.stopped, gathered.answer(""))
+        return
+
+
+async def astream_answer(
+    client: AsyncHaufeCopilotClient, turn: AssistantTurn
+) -> AsyncGenerator[AnswerDelta | AnswerResult, None]:
+    """See `stream_answer`."""
+    plan = _check(turn)
+    for attempt in (1, 2):
+        gathered = AnswerAssembler()
+        stop_filter = StopFilter(turn.stop)
+        pieces: list[str] = []
+        try:
+            async with client.assistant.stream(**_request(turn, plan)) as chunks:
+                async for chunk in chunks:
+                    gathered.add(chunk)
+                    piece = stop_filter.feed(chunk.delta.content)
+                    if piece:
+                        pieces.append(piece)
+                        yield AnswerDelta(piece, chunk.message_id)
+                    if stop_filter.stopped:
+                        break
+        except APIError as error:
+            if attempt == 2 or pieces or not _thread_failed(error, plan):
+                if not pieces:
+                    _refused(plan, error)
+                raise
+            plan = _fallback(turn, plan, error)
+            continue
+        tail = stop_filter.flush()
+        if tail:
+            pieces.append(tail)
+            yield AnswerDelta(tail, gathered.message_id)
+        yield _result(plan, "".join(pieces), stop_filter.stopped, gathered.answer(""))
+        return

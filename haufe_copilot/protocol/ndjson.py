@@ -1,0 +1,107 @@
+"""Incremental NDJSON decoding, sans I/O.
+
+Bytes go in split anywhere (inside a line, inside a UTF-8 character, between CR and LF); JSON
+objects come out once their line is complete. Blank lines are skipped. A line longer than the
+bound is refused as soon as the buffer passes it, so a server that never sends a newline cannot
+make the client eat memory.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from haufe_copilot.errors import APIResponseValidationError, ResponseTooLargeError
+
+DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
+
+_loads = json.loads
+
+
+class NDJSONLines:
+    """Feed bytes, get every non-blank line completed so far (bytes, line ending removed).
+
+    For callers that parse a line straight into a model (pydantic's JSON parser is faster than
+    `json.loads` and then validating the dict)."""
+
+    __slots__ = ("_buffer", "_max_line_bytes")
+
+    def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+        if max_line_bytes <= 0:
+            raise ValueError("max_line_bytes must be positive")
+        # A bytearray, so that a long line arriving in many small pieces is appended in place.
+        self._buffer = bytearray()
+        self._max_line_bytes = max_line_bytes
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if b"\n" not in data:
+            if data:
+                self._buffer += data
+                self._check_pending()
+            return []
+        self._buffer += data
+        lines = self._buffer.split(b"\n")
+        self._buffer = lines.pop()
+        self._check_pending()
+        return [line for raw in lines if (line := self._line(raw))]
+
+    def close(self) -> list[bytes]:
+        """A last line that had no newline, if any."""
+        raw, self._buffer = self._buffer, bytearray()
+        line = self._line(raw)
+        return [line] if line else []
+
+    def _check_pending(self) -> None:
+        if len(self._buffer) > self._max_line_bytes:
+            size = len(self._buffer)
+            self._buffer = bytearray()
+            raise ResponseTooLargeError(
+                f"A stream line exceeded {self._max_line_bytes} bytes ({size} bytes with no newline yet)."
+            )
+
+    def _line(self, raw: bytearray) -> bytes:
+        if len(raw) > self._max_line_bytes:
+            raise ResponseTooLargeError(
+                f"A stream line of {len(raw)} bytes exceeded the bound of {self._max_line_bytes} bytes."
+            )
+        return bytes(raw) if raw.strip() else b""
+
+
+class NDJSONDecoder:
+    """Feed bytes, get the JSON objects of every line completed so far."""
+
+    __slots__ = ("_lines",)
+
+    def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+        self._lines = NDJSONLines(max_line_bytes)
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        return [parse_object(line) for line in self._lines.feed(data)]
+
+    def close(self) -> list[dict[str, Any]]:
+        """The object of a last line that had no newline, if any."""
+        return [parse_object(line) for line in self._lines.close()]
+
+
+def parse_object(line: bytes) -> dict[str, Any]:
+    """One NDJSON line as a JSON object, or the typed error saying what is wrong with it."""
+    try:
+        obj = _loads(line)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+        raise APIResponseValidationError(
+            f"The stream sent a line that is not valid JSON: {_preview(line)}"
+        ) from None
+    except RecursionError:
+        raise APIResponseValidationError(
+            f"The stream sent a line of JSON nested too deeply to read: {_preview(line)}"
+        ) from None
+    if not isinstance(obj, dict):
+        raise APIResponseValidationError(
+            f"The stream sent a line that is not a JSON object: {_preview(line)}"
+        )
+    return obj
+
+
+def _preview(line: bytes | bytearray) -> str:
+    text = line.decode("utf-8", errors="replace").strip()
+    return repr(text[:120] + ("…" if len(text) > 120 else ""))

@@ -1,0 +1,1 @@
+"""The emulator on the wire, with plain httpx."""

@@ -1,0 +1,1 @@
+"""The LangChain adapter the way LangChain users write it."""

@@ -1,0 +1,1 @@
+"""The LlamaIndex adapter the way LlamaIndex users write it."""

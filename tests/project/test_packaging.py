@@ -1,0 +1,54 @@
+"""The distribution: what a wheel holds, and what each import loads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.wheel
+def test_the_wheel_holds_the_corpus_and_py_typed(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (wheel,) = tmp_path.glob("haufe_copilot-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "haufe_copilot/py.typed" in names
+    assert "haufe_emulator/corpus.json" in names
+    assert {"langchain_haufe/__init__.py", "llama_index_haufe/__init__.py"} <= names
+    # `llama_index.llms.haufe`, inside the namespace packages llama-index-core shares
+    assert "llama_index/llms/haufe/__init__.py" in names
+    assert not {"llama_index/__init__.py", "llama_index/llms/__init__.py"} & names
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
+    assert "Requires-Dist: httpx" in metadata and "Requires-Dist: pydantic" in metadata
+    core = [
+        line for line in metadata.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line
+    ]
+    assert len(core) == 2, core  # httpx and pydantic only
+    entry_points = (
+        zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    )
+    assert "haufe-copilot = haufe_copilot.cli:main" in entry_points
+
+
+def _loaded_after(statement: str) -> set[str]:
+    code = f"import sys\n{statement}\nprint('\\n'.join(sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    return {name.split(".")[0] for name in result.stdout.split()}
+
+
+def test_importing_the_core_loads_no_framework_and_no_server() -> None:
+    loaded = _loaded_after("import haufe_copilot")
+    assert not loaded & {"langchain_core", "llama_index", "fastapi", "uvicorn", "starlette"}
