@@ -55,6 +55,10 @@ class StopFilter:
         return text[:keep_from]
 
     def flush(self) -> str:
-        """What was held back, at the end of the stream."""
+        """What was held back, at the end of the stream, cut at a stop it holds: a held piece may
+        hold a complete stop that waited on a longer one that began earlier and never completed."""
         held, self._held = self._held, ""
-        return "" if self.stopped else held
+        if self.stopped:
+            return ""
+        kept, self.stopped = cut_at_stop(held, self._stops)
+        return kept

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from haufe_copilot.protocol.stop import StopFilter, cut_at_stop
@@ -19,6 +19,8 @@ def test_cut_at_the_first_of_several() -> None:
     st.lists(st.text(alphabet="abc§", min_size=1, max_size=4), max_size=3),
     st.lists(st.integers(min_value=0, max_value=40), max_size=10),
 )
+# Found by this test: a complete stop held back behind a longer one that never completed.
+@example(text="ab", stops=["b", "aba"], cuts=[])
 def test_streamed_equals_blocking_for_any_split(text: str, stops: list[str], cuts: list[int]) -> None:
     expected, found = cut_at_stop(text, stops)
     pieces, previous = [], 0
@@ -45,3 +47,10 @@ def test_nothing_after_the_stop_is_emitted_even_held_back() -> None:
     assert f.feed("N") == ""
     assert f.feed("D and more") == ""
     assert f.stopped and f.flush() == ""
+
+
+def test_a_stop_held_behind_a_longer_one_that_never_completes_still_cuts() -> None:
+    stop_filter = StopFilter(["b", "aba"])
+    assert stop_filter.feed("ab") == ""  # "ab" may still become "aba"
+    assert stop_filter.flush() == "a"
+    assert stop_filter.stopped

@@ -228,19 +228,25 @@ def _retries_after_a_200(
 PLATFORM_MUTANTS = [
     (
         "completion_error_event_first:streaming:sync",
-        "_base_client",
+        "transport.base_client",
         "BaseClient",
         "_retry_delay",
         _retries_after_a_200,
     ),
     (
         "completion_without_done:streaming:async",
-        "_async_client",
+        "transport.async_client",
         None,
         "check_stream_end",
         lambda *a, **k: None,
     ),
-    ("completion_reset_after_sending:blocking:sync", "_retry", None, "is_retryable", lambda *a, **k: True),
+    (
+        "completion_reset_after_sending:blocking:sync",
+        "protocol.retry",
+        None,
+        "is_retryable",
+        lambda *a, **k: True,
+    ),
     (
         "start_202_lost_to_a_reset:blocking:async",
         "resources.streams",
