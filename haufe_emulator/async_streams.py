@@ -68,14 +68,9 @@ from .app import EmulatorConfig, Knowledge, RequestContext, begin, parse_body
 from .assistant import split_deltas
 from .faults import error_body
 from .responses import StreamingBody, sse_frame
+from .schema_values import UnsupportedSchema, value_for_schema
 from .state import EmulatorState, StreamRecord
-from .tooling import (
-    UnsupportedSchema,
-    calls_after_tool_results,
-    split_fragments,
-    tool_calls_for,
-    value_for_schema,
-)
+from .tool_intent import calls_after_tool_results, split_fragments, tool_calls_for
 
 __all__ = ["AsyncStream", "AsyncStreamRegistry", "LoggedEvent", "Observation", "add_async_stream_routes"]
 

@@ -9,7 +9,7 @@
 - The request's messages are the whole conversation (nothing is stored); a missing
   `session_id` gets a new one. It is returned in the body, on every chunk and as `x-session-id`.
 - The question is the last user message; earlier user messages rank with it. With tools, a
-  question that asks for one (see `tooling`) is answered with tool calls; after `role: "tool"`
+  question that asks for one (see `tool_intent`) is answered with tool calls; after `role: "tool"`
   results the answer quotes them, followed by the corpus answer where the question matches one,
   unless `tool_choice` is "required" or names a function: then it calls a tool again.
 - `stop` ends the text before the first stop sequence; `max_tokens` counts whitespace-separated
@@ -41,10 +41,10 @@ from .app import EmulatorConfig, Knowledge, RequestContext, begin, parse_body
 from .assistant import split_deltas
 from .faults import error_body
 from .responses import StreamingBody, sse_frame
+from .schema_values import UnsupportedSchema
 from .state import EmulatorState, StreamRecord
-from .tooling import (
+from .tool_intent import (
     PlannedToolCall,
-    UnsupportedSchema,
     calls_after_tool_results,
     split_fragments,
     tool_calls_for,

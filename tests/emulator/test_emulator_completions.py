@@ -1,5 +1,6 @@
 """The emulator's OpenAI-compatible completions endpoint (seed 002) on the wire, with plain httpx
-and with the official `openai` package, plus unit tests of `haufe_emulator.tooling`."""
+and with the official `openai` package, plus unit tests of `haufe_emulator.schema_values` and
+`haufe_emulator.tool_intent`."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
 from haufe_emulator import ERROR_CATALOGUE, EmulatorConfig, EmulatorServer
-from haufe_emulator.tooling import (
+from haufe_emulator.regex_strings import string_for_pattern
+from haufe_emulator.schema_values import value_for_schema
+from haufe_emulator.tool_intent import (
     PlannedToolCall,
     ToolSpec,
     arguments_for,
@@ -28,7 +31,6 @@ from haufe_emulator.tooling import (
     tool_calls_for,
     tool_spec,
     tools_asked_for,
-    value_for_schema,
 )
 from tests.conftest import QUESTION, SESSION_API_KEY, stream_record, user, wait_for
 
@@ -850,7 +852,7 @@ async def test_async_openai(emulator: EmulatorServer) -> None:
     assert cities == ["Berlin", "München"]
 
 
-# -- tooling: value_for_schema --------------------------------------------------------------
+# -- schema_values: value_for_schema ----------------------------------------------------------
 
 
 def check(schema: dict[str, Any], question: str = "") -> Any:
@@ -916,6 +918,24 @@ def test_strings_lengths_patterns_and_formats() -> None:
     assert check(
         {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}, "Wie lange?"
     ) == {"query": "Wie lange?"}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        (r"^[A-Z]{2}-\d+$", "AA-0"),
+        (r"^(\+49|0)[1-9][0-9]{6,}$", "+491000000"),
+        (r"(?P<code>[a-z]{3})(?:-\d{2})?", "aaa"),
+        (r"(?i)^DE\d{2}\s?x{,3}$", "DE00"),
+        (r"[^a][^ab][^\d]\x41\u00e4\.", "bAaA\u00e4."),
+        (r"^a(?#comment)+b*?c{2}+$", "acc"),
+        (r"(?=\d)\d", None),  # lookaround: beyond the generator
+        (r"(a)\1", None),  # back reference
+        (r"(unclosed", None),  # not a pattern re accepts
+    ],
+)
+def test_string_for_pattern_builds_the_shortest_match(pattern: str, expected: str | None) -> None:
+    assert string_for_pattern(pattern) == expected
 
 
 def test_arrays() -> None:
@@ -1010,7 +1030,7 @@ def test_values_follow_the_property_names() -> None:
     assert check(schema, "Im Jahr 2023 waren es 12 Tage, eilig!") == {"tage": 12, "jahr": 2023, "eilig": True}
 
 
-# -- tooling: tool calls --------------------------------------------------------------------
+# -- tool_intent: tool calls ------------------------------------------------------------------
 
 
 def test_tools_are_asked_for_by_name_spaced_name_or_description() -> None:
