@@ -36,13 +36,9 @@ from haufe_copilot.errors import (
 )
 from haufe_copilot.rate_limit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
 from haufe_copilot.resources.assistant import AssistantStream, AsyncAssistantStream
-from haufe_copilot.transport.base_client import (
-    DEFAULT_BASE_URL,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_TIMEOUT,
-    USER_AGENT,
-)
+from haufe_copilot.transport.base_client import DEFAULT_BASE_URL, USER_AGENT
 from haufe_copilot.transport.client import HaufeCopilotClient
+from haufe_copilot.transport.options import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ClientOptions
 from haufe_copilot.transport.streaming import AsyncStream, Stream
 from haufe_copilot.types import (
     AssistantAnswer,
@@ -87,6 +83,7 @@ __all__ = [
     "BadRequestError",
     "ChatCompletion",
     "ChatCompletionChunk",
+    "ClientOptions",
     "ConfigurationError",
     "ConflictError",
     "EmptyMessageError",

@@ -12,24 +12,13 @@ from typing import Any
 
 from haufe_copilot.rate_limit import core_limiter_of
 from haufe_copilot.transport.async_client import AsyncHaufeCopilotClient
-from haufe_copilot.transport.base_client import DEFAULT_MAX_RETRIES
 from haufe_copilot.transport.client import HaufeCopilotClient
+from haufe_copilot.transport.options import ADAPTER_OPTIONS, DEFAULT_MAX_RETRIES
 
 __all__ = ["ADAPTER_OPTION_FIELDS", "LazyClients", "options_from_fields", "share_by_reference"]
 
-ADAPTER_OPTION_FIELDS = (
-    "api_key",
-    "base_url",
-    "platform_api_key",
-    "platform_base_url",
-    "token_provider",
-    "timeout",
-    "deadline",
-    "max_retries",
-    "default_headers",
-    "allow_insecure_http",
-    "proxy",
-)
+#: The client options the components hold as fields of the same names (`Option.adapter`).
+ADAPTER_OPTION_FIELDS = ADAPTER_OPTIONS
 
 
 def options_from_fields(fields: object) -> dict[str, Any]:

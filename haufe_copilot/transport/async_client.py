@@ -8,7 +8,7 @@ import itertools
 import ssl
 import sys
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -16,27 +16,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from haufe_copilot import rate_limit
-from haufe_copilot.errors import APIError, ConfigurationError
+from haufe_copilot.errors import APIError
 from haufe_copilot.protocol.assistant import Decoder, RequestSpec, StreamFormat, check_stream_end
 from haufe_copilot.protocol.content_decoding import aiter_decoded
 from haufe_copilot.protocol.deadline import Deadline, ReadGuard
-from haufe_copilot.protocol.ndjson import DEFAULT_MAX_LINE_BYTES
-from haufe_copilot.rate_limit import RateLimiter
 from haufe_copilot.resources.assistant import AsyncAssistant
 from haufe_copilot.resources.completions import AsyncCompletions
 from haufe_copilot.resources.streams import AsyncStreams
-from haufe_copilot.transport.base_client import (
-    DEFAULT_MAX_PARTIAL_CHARS,
-    DEFAULT_MAX_RESPONSE_BYTES,
-    MAX_ERROR_BODY_BYTES,
-    BaseClient,
-    TokenProvider,
-    WholeBody,
-    check_body_size,
-)
+from haufe_copilot.transport.base_client import MAX_ERROR_BODY_BYTES, BaseClient, WholeBody, check_body_size
+from haufe_copilot.transport.options import ASYNC_DEFAULT_LIMITS, ClientOptions
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing_extensions import Self, Unpack
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -44,20 +35,38 @@ R = TypeVar("R")
 __all__ = ["AsyncHaufeCopilotClient"]
 
 
-#: The connection pool of one event loop: this many httpx pools of `CONNECTIONS_PER_SHARD`.
-POOL_SHARDS = 10
+#: The most connections one httpx pool of a loop holds; `limits` is split into pools this small.
 CONNECTIONS_PER_SHARD = 10
 
 
-class _ShardedPool:
-    """Several small httpx pools used in turn, with 100 connections in all.
+def _share(total: int | None, shards: int, index: int) -> int | None:
+    return None if total is None else total // shards + (1 if index < total % shards else 0)
+
+
+def shard_limits(limits: httpx.Limits) -> list[httpx.Limits]:
+    """`limits` split over pools of at most `CONNECTIONS_PER_SHARD` connections, adding up to it.
 
     httpcore's pool does work proportional to (waiting requests x connections) whenever a
     connection frees up, so one pool of 100 connections serving 1,000 concurrent streams spends
-    most of its time there (13 s against 1 s for ten pools of ten, measured on loopback)."""
+    most of its time there (13 s against 1 s for ten pools of ten, measured on loopback). Without
+    a connection limit nothing waits: one pool."""
+    total = limits.max_connections
+    shards = 1 if total is None else max(1, -(-total // CONNECTIONS_PER_SHARD))
+    return [
+        httpx.Limits(
+            max_connections=_share(total, shards, index),
+            max_keepalive_connections=_share(limits.max_keepalive_connections, shards, index),
+            keepalive_expiry=limits.keepalive_expiry,
+        )
+        for index in range(shards)
+    ]
 
-    def __init__(self, make: Callable[[int], httpx.AsyncClient]) -> None:
-        self.shards = [make(CONNECTIONS_PER_SHARD) for _ in range(POOL_SHARDS)]
+
+class _ShardedPool:
+    """Several small httpx pools used in turn, holding the client's `limits` between them."""
+
+    def __init__(self, make: Callable[[httpx.Limits], httpx.AsyncClient], limits: httpx.Limits) -> None:
+        self.shards = [make(shard) for shard in shard_limits(limits)]
         self._turn = itertools.cycle(self.shards)
 
     def next(self) -> httpx.AsyncClient:
@@ -122,8 +131,9 @@ class _PoolPerLoop:
     its loop shuts down, so `asyncio.run` many times over leaves nothing open (see `_LoopPool`
     for loops that end otherwise)."""
 
-    def __init__(self, make: Callable[[int], httpx.AsyncClient]) -> None:
+    def __init__(self, make: Callable[[httpx.Limits], httpx.AsyncClient], limits: httpx.Limits) -> None:
         self._make = make
+        self._limits = limits
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.ref[_LoopPool]] = (
             weakref.WeakKeyDictionary()
         )
@@ -143,7 +153,7 @@ class _PoolPerLoop:
         entry = self._current(loop)
         if entry is not None and not entry.pool.is_closed:
             return entry.pool.next()
-        pool = _ShardedPool(self._make)
+        pool = _ShardedPool(self._make, self._limits)
         # The closer refers to the registry and the loop weakly: strongly, the registry's value
         # would keep its own key (the loop) alive, and a client dropped without aclose() would
         # keep its pool until the cyclic collector.
@@ -229,58 +239,16 @@ class AsyncHaufeCopilotClient(BaseClient):
     """
 
     def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        platform_api_key: str | None = None,
-        platform_base_url: str | None = None,
-        token_provider: TokenProvider | None = None,
-        timeout: float | httpx.Timeout | None = None,
-        max_retries: int = 2,
-        default_headers: Mapping[str, str] | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        allow_insecure_http: bool = False,
-        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS,
-        proxy: str | None = None,
-        rate_limiter: RateLimiter | None = None,
-        deadline: float | None = None,
+        self, *, http_client: httpx.AsyncClient | None = None, **options: Unpack[ClientOptions]
     ) -> None:
-        super().__init__(
-            api_key=api_key,
-            base_url=base_url,
-            platform_api_key=platform_api_key,
-            platform_base_url=platform_base_url,
-            token_provider=token_provider,
-            timeout=timeout,
-            max_retries=max_retries,
-            default_headers=default_headers,
-            allow_insecure_http=allow_insecure_http,
-            max_line_bytes=max_line_bytes,
-            max_response_bytes=max_response_bytes,
-            max_partial_chars=max_partial_chars,
-            proxy=proxy,
-            rate_limiter=rate_limiter,
-            deadline=deadline,
-        )
-        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
-            raise TypeError(
-                f"http_client must be an httpx.AsyncClient, not {type(http_client).__name__} "
-                "(use HaufeCopilotClient for an httpx.Client)."
-            )
-        if http_client is not None and proxy is not None:
-            raise ConfigurationError(
-                "proxy= applies to the connection pools the client builds; with http_client= set "
-                "the proxy on your httpx.AsyncClient (its proxy= argument) instead."
-            )
+        super().__init__(options)
+        self._check_given_http(http_client, httpx.AsyncClient, "HaufeCopilotClient for an httpx.Client")
         self._given_http = http_client
         timeout_config = self._config.timeout
         proxy_url = self._config.proxy
         tls: list[ssl.SSLContext] = []
 
-        def make_shard(connections: int) -> httpx.AsyncClient:
+        def make_shard(limits: httpx.Limits) -> httpx.AsyncClient:
             # One TLS context for every shard of every loop: building one loads the CA bundle,
             # which costs more than everything else about a new pool.
             if not tls:
@@ -290,10 +258,10 @@ class AsyncHaufeCopilotClient(BaseClient):
                 follow_redirects=False,
                 verify=tls[0],
                 proxy=proxy_url,
-                limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+                limits=limits,
             )
 
-        self._pools = _PoolPerLoop(make_shard)
+        self._pools = _PoolPerLoop(make_shard, self._config.limits or ASYNC_DEFAULT_LIMITS)
 
     # The resources are made on each access rather than kept: kept, they would tie the client
     # into a reference cycle, and a client dropped without close() would then wait for the
@@ -315,7 +283,7 @@ class AsyncHaufeCopilotClient(BaseClient):
 
     def with_options(self, **changes: Any) -> AsyncHaufeCopilotClient:
         """A client with some options changed (`timeout`, `max_retries`, ...)."""
-        copy = AsyncHaufeCopilotClient(**self._options(**changes), http_client=self._given_http)
+        copy = AsyncHaufeCopilotClient(**self._config.copy_options(changes), http_client=self._given_http)
         copy._pools = self._pools  # share the pools: same loops, same connections
         return copy
 

@@ -11,7 +11,7 @@ import ipaddress
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -36,23 +36,22 @@ from haufe_copilot.log import configure_from_environment, logger, redacted_heade
 from haufe_copilot.protocol.assistant import RequestSpec, check_extra_headers
 from haufe_copilot.protocol.content_decoding import ACCEPT_ENCODING
 from haufe_copilot.protocol.deadline import Deadline, check_deadline
-from haufe_copilot.protocol.ndjson import DEFAULT_MAX_LINE_BYTES
 from haufe_copilot.protocol.retry import retry_delay
 from haufe_copilot.protocol.settings import check_proxy, check_url_port
 from haufe_copilot.rate_limit import RateLimiter, check_rate_limiter
+from haufe_copilot.transport.options import (
+    CLIENT_OPTIONS,
+    COPY_OPTIONS,
+    DEFAULT_TIMEOUT,
+    ClientOptions,
+    TokenProvider,
+)
 
 DEFAULT_BASE_URL = "https://api.haufe.ai"
-DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
-DEFAULT_MAX_RETRIES = 2
-DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
-# An interrupted stream's error carries the text delivered before it; keeping it costs memory
-# the size of the answer, so it is kept up to this bound (the caller saw every delta anyway).
-DEFAULT_MAX_PARTIAL_CHARS = 1024 * 1024
 # An error body is only read for its message: a proxy's huge page must not fill memory.
 MAX_ERROR_BODY_BYTES = 1024 * 1024
 USER_AGENT = f"haufe-copilot-python/{__version__}"
 
-TokenProvider = Callable[[], "str | Awaitable[str]"]
 T = TypeVar("T")
 
 configure_from_environment()
@@ -60,7 +59,7 @@ configure_from_environment()
 
 @dataclass(frozen=True)
 class ClientConfig:
-    """Everything a client needs to know, resolved and checked once."""
+    """Every option of `ClientOptions`, resolved (environment, defaults) and checked once."""
 
     api_key: str | None = field(repr=False)
     base_url: str
@@ -68,37 +67,32 @@ class ClientConfig:
     platform_base_url: str
     token_provider: TokenProvider | None = field(repr=False)
     timeout: httpx.Timeout
+    #: The most a whole call may take, in seconds (None: no limit; see `Deadline`).
+    deadline: float | None
     max_retries: int
     default_headers: Mapping[str, str]
     allow_insecure_http: bool
     max_line_bytes: int
     max_response_bytes: int
-    max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS
+    max_partial_chars: int
     #: A forward proxy for every request; None: the environment's (HTTP_PROXY, HTTPS_PROXY,
     #: ALL_PROXY, NO_PROXY, as httpx reads them).
-    proxy: str | None = field(default=None, repr=False)
-    #: The most a whole call may take, in seconds (None: no limit; see `Deadline`).
-    deadline: float | None = None
+    proxy: str | None = field(repr=False)
+    limits: httpx.Limits | None
+    rate_limiter: RateLimiter | None = field(repr=False)
 
     @classmethod
-    def resolve(
-        cls,
-        *,
-        api_key: str | None,
-        base_url: str | None,
-        platform_api_key: str | None,
-        platform_base_url: str | None,
-        token_provider: TokenProvider | None,
-        timeout: float | httpx.Timeout | None,
-        max_retries: int,
-        default_headers: Mapping[str, str] | None,
-        allow_insecure_http: bool,
-        max_line_bytes: int,
-        max_response_bytes: int,
-        max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS,
-        proxy: str | None = None,
-        deadline: float | None = None,
-    ) -> ClientConfig:
+    def resolve(cls, options: ClientOptions) -> ClientConfig:
+        unknown = set(options) - set(CLIENT_OPTIONS)
+        if unknown:
+            raise TypeError(
+                f"got an unexpected keyword argument {sorted(unknown)[0]!r}; the options are "
+                f"{', '.join(CLIENT_OPTIONS)} and http_client (see ClientOptions)."
+            )
+        given: dict[str, Any] = {name: options.get(name, o.default) for name, o in CLIENT_OPTIONS.items()}
+        # Asked before every attempt and told of every 429 (haufe_copilot.rate_limit).
+        rate_limiter = check_rate_limiter(given["rate_limiter"])
+        api_key, platform_api_key = given["api_key"], given["platform_api_key"]
         api_key = api_key if api_key is not None else os.environ.get("HAUFE_COPILOT_API_KEY") or None
         for name, key in (("api_key", api_key), ("platform_api_key", platform_api_key)):
             if key is not None:
@@ -106,7 +100,7 @@ class ClientConfig:
         if (
             api_key is None
             and platform_api_key is None
-            and token_provider is None
+            and given["token_provider"] is None
             and not os.environ.get("HAUFE_COPILOT_PLATFORM_API_KEY")
         ):
             raise ConfigurationError(
@@ -114,47 +108,69 @@ class ClientConfig:
                 "(for the local emulator the key is sk-emulator-dev)."
             )
         base = _normalise_url(
-            base_url or os.environ.get("HAUFE_COPILOT_BASE_URL") or DEFAULT_BASE_URL, "base_url"
+            given["base_url"] or os.environ.get("HAUFE_COPILOT_BASE_URL") or DEFAULT_BASE_URL, "base_url"
         )
         platform_base = _normalise_url(
-            platform_base_url or os.environ.get("HAUFE_COPILOT_PLATFORM_BASE_URL") or base,
+            given["platform_base_url"] or os.environ.get("HAUFE_COPILOT_PLATFORM_BASE_URL") or base,
             "platform_base_url",
         )
         for name, url in (("base_url", base), ("platform_base_url", platform_base)):
-            if not allow_insecure_http and not _is_safe_origin(url):
+            if not given["allow_insecure_http"] and not _is_safe_origin(url):
                 raise ConfigurationError(
                     f"Refusing to send credentials over plain http to {urlsplit(url).hostname} "
                     f"({name}={url!r}): use https, or pass allow_insecure_http=True if this "
                     "network is trusted. Plain http is accepted for loopback addresses."
                 )
+        max_retries = given["max_retries"]
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ConfigurationError(f"max_retries must be a whole number >= 0, not {max_retries!r}.")
-        for name, value in (
-            ("max_line_bytes", max_line_bytes),
-            ("max_response_bytes", max_response_bytes),
-            ("max_partial_chars", max_partial_chars),
-        ):
+        for name in ("max_line_bytes", "max_response_bytes", "max_partial_chars"):
+            value = given[name]
             if not isinstance(value, int) or value <= 0:
                 raise ConfigurationError(f"{name} must be a positive number of bytes, not {value!r}.")
-        headers = check_extra_headers(default_headers, "default_headers", error=ConfigurationError)
+        limits = given["limits"]
+        if limits is not None and (
+            not isinstance(limits, httpx.Limits)
+            or (limits.max_connections is not None and limits.max_connections < 1)
+        ):
+            raise ConfigurationError(
+                "limits must be an httpx.Limits allowing at least one connection, such as "
+                f"httpx.Limits(max_connections=200), not {limits!r}."
+            )
         return cls(
-            api_key=api_key,
-            base_url=base,
-            platform_api_key=platform_api_key
-            if platform_api_key is not None
-            else os.environ.get("HAUFE_COPILOT_PLATFORM_API_KEY") or api_key,
-            platform_base_url=platform_base,
-            token_provider=token_provider,
-            timeout=_as_timeout(timeout),
-            max_retries=max_retries,
-            default_headers=headers,
-            allow_insecure_http=allow_insecure_http,
-            max_line_bytes=max_line_bytes,
-            max_response_bytes=max_response_bytes,
-            max_partial_chars=max_partial_chars,
-            proxy=check_proxy(proxy),
-            deadline=check_deadline(deadline),
+            **{
+                **given,
+                "api_key": api_key,
+                "base_url": base,
+                "platform_api_key": platform_api_key
+                if platform_api_key is not None
+                else os.environ.get("HAUFE_COPILOT_PLATFORM_API_KEY") or api_key,
+                "platform_base_url": platform_base,
+                "timeout": _as_timeout(given["timeout"]),
+                "default_headers": check_extra_headers(
+                    given["default_headers"], "default_headers", error=ConfigurationError
+                ),
+                "proxy": check_proxy(given["proxy"]),
+                "deadline": check_deadline(given["deadline"]),
+                "rate_limiter": rate_limiter,
+            }
         )
+
+    def copy_options(self, changes: Mapping[str, Any]) -> ClientOptions:
+        """The options of a copy with `changes` (only `COPY_OPTIONS`; headers are merged). The
+        proxy and the limits stay out: a copy shares its original's pools, built with them."""
+        unknown = set(changes) - COPY_OPTIONS
+        if unknown:
+            raise ConfigurationError(
+                f"with_options() takes only {sorted(COPY_OPTIONS)}, not {sorted(unknown)}."
+            )
+        options: dict[str, Any] = {
+            name: getattr(self, name) for name in CLIENT_OPTIONS if name not in ("proxy", "limits")
+        }
+        options.update(changes)
+        if "default_headers" in changes:
+            options["default_headers"] = {**self.default_headers, **changes["default_headers"]}
+        return options  # type: ignore[return-value]  # the names of ClientOptions, checked above
 
 
 def _as_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
@@ -312,43 +328,25 @@ class BaseClient:
 
     _config: ClientConfig
 
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        platform_api_key: str | None = None,
-        platform_base_url: str | None = None,
-        token_provider: TokenProvider | None = None,
-        timeout: float | httpx.Timeout | None = None,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        default_headers: Mapping[str, str] | None = None,
-        allow_insecure_http: bool = False,
-        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS,
-        proxy: str | None = None,
-        rate_limiter: RateLimiter | None = None,
-        deadline: float | None = None,
-    ) -> None:
-        #: Asked before every attempt and told of every 429 (haufe_copilot.rate_limit).
-        self._rate_limiter = check_rate_limiter(rate_limiter)
-        self._config = ClientConfig.resolve(
-            api_key=api_key,
-            base_url=base_url,
-            platform_api_key=platform_api_key,
-            platform_base_url=platform_base_url,
-            token_provider=token_provider,
-            timeout=timeout,
-            max_retries=max_retries,
-            default_headers=default_headers,
-            allow_insecure_http=allow_insecure_http,
-            max_line_bytes=max_line_bytes,
-            max_response_bytes=max_response_bytes,
-            max_partial_chars=max_partial_chars,
-            proxy=proxy,
-            deadline=deadline,
-        )
+    def __init__(self, options: ClientOptions) -> None:
+        self._config = ClientConfig.resolve(options)
+        self._rate_limiter = self._config.rate_limiter
+
+    def _check_given_http(self, http_client: object, expected: type[object], otherwise: str) -> None:
+        """An `http_client` passed in is of the client's kind and leaves the pool options unset."""
+        if http_client is None:
+            return
+        kind = f"httpx.{expected.__name__}"
+        if not isinstance(http_client, expected):
+            raise TypeError(
+                f"http_client must be an {kind}, not {type(http_client).__name__} (use {otherwise})."
+            )
+        for name in ("proxy", "limits"):
+            if getattr(self._config, name) is not None:
+                raise ConfigurationError(
+                    f"{name}= applies to the connection pools the client builds; with http_client= set "
+                    f"the {name} on your {kind} (its {name}= argument) instead."
+                )
 
     # Public read-only views of the configuration (never the keys).
     @property
@@ -387,43 +385,6 @@ class BaseClient:
             f"{type(self).__name__} holds open connections and cannot be pickled; "
             "pickle its configuration and build a new client instead."
         )
-
-    def _options(self, **changes: Any) -> dict[str, Any]:
-        """Constructor arguments for a copy of this client with some options changed."""
-        allowed = {
-            "timeout",
-            "max_retries",
-            "default_headers",
-            "max_line_bytes",
-            "max_response_bytes",
-            "max_partial_chars",
-            "deadline",
-        }
-        unknown = set(changes) - allowed
-        if unknown:
-            raise ConfigurationError(f"with_options() takes only {sorted(allowed)}, not {sorted(unknown)}.")
-        config = self._config
-        options: dict[str, Any] = {
-            "api_key": config.api_key,
-            "base_url": config.base_url,
-            "platform_api_key": config.platform_api_key,
-            "platform_base_url": config.platform_base_url,
-            "token_provider": config.token_provider,
-            "timeout": config.timeout,
-            "max_retries": config.max_retries,
-            "default_headers": config.default_headers,
-            "allow_insecure_http": config.allow_insecure_http,
-            "max_line_bytes": config.max_line_bytes,
-            "max_response_bytes": config.max_response_bytes,
-            "max_partial_chars": config.max_partial_chars,
-            # no proxy: a copy shares this client's pools, which were built with it
-            "rate_limiter": self._rate_limiter,
-            "deadline": config.deadline,
-        }
-        if "default_headers" in changes:
-            changes["default_headers"] = {**config.default_headers, **changes["default_headers"]}
-        options.update(changes)
-        return options
 
     def _attempt_timeout(self, timeout: httpx.Timeout | None, deadline: Deadline | None) -> httpx.Timeout:
         timeout = timeout or self._config.timeout

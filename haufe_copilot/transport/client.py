@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -15,23 +15,14 @@ from haufe_copilot.errors import APIError, ConfigurationError
 from haufe_copilot.protocol.assistant import Decoder, RequestSpec, StreamFormat, check_stream_end
 from haufe_copilot.protocol.content_decoding import iter_decoded
 from haufe_copilot.protocol.deadline import Deadline, ReadGuard
-from haufe_copilot.protocol.ndjson import DEFAULT_MAX_LINE_BYTES
-from haufe_copilot.rate_limit import RateLimiter
 from haufe_copilot.resources.assistant import Assistant
 from haufe_copilot.resources.completions import Completions
 from haufe_copilot.resources.streams import Streams
-from haufe_copilot.transport.base_client import (
-    DEFAULT_MAX_PARTIAL_CHARS,
-    DEFAULT_MAX_RESPONSE_BYTES,
-    MAX_ERROR_BODY_BYTES,
-    BaseClient,
-    TokenProvider,
-    WholeBody,
-    check_body_size,
-)
+from haufe_copilot.transport.base_client import MAX_ERROR_BODY_BYTES, BaseClient, WholeBody, check_body_size
+from haufe_copilot.transport.options import DEFAULT_LIMITS, ClientOptions
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing_extensions import Self, Unpack
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -59,69 +50,21 @@ class HaufeCopilotClient(BaseClient):
     >>> for chunk in client.assistant.stream(assistant_id="...", messages=[...]):
     ...     print(chunk.delta.content, end="")
 
-    Configuration (each argument falls back as listed): `api_key` (`HAUFE_COPILOT_API_KEY`),
-    `base_url` (`HAUFE_COPILOT_BASE_URL`, else https://api.haufe.ai), `platform_api_key`
-    (`api_key`), `platform_base_url` (`base_url`), `token_provider`, `timeout` (connect 5 s,
-    read 60 s; the read timeout is also a stream's stall guard: a stream that delivers no
-    content for that long ends, keep-alives do not count), `deadline` (the most a whole call may
-    take in seconds, retries and a stream's reading included; None: no limit; also per call),
-    `max_retries` (2), `default_headers`, `http_client` (an `httpx.Client` you own),
-    `allow_insecure_http`, `max_response_bytes` (every answer's bound, streamed or not),
-    `proxy` (a forward proxy URL; default the environment's `HTTPS_PROXY`, `HTTP_PROXY`,
-    `ALL_PROXY`, `NO_PROXY`, as httpx reads them), `rate_limiter` (a `haufe_copilot.rate_limit`
-    limiter, asked before every attempt and told of every 429; see docs/scaling.md).
+    Configuration: the keyword arguments of `ClientOptions` (haufe_copilot.transport.options,
+    each with its default and meaning: `api_key`, `base_url`, `timeout`, `deadline`,
+    `max_retries`, `limits`, `proxy`, `rate_limiter`, ...), and `http_client` (an `httpx.Client`
+    you own, used as it is and never closed here).
     """
 
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        platform_api_key: str | None = None,
-        platform_base_url: str | None = None,
-        token_provider: TokenProvider | None = None,
-        timeout: float | httpx.Timeout | None = None,
-        max_retries: int = 2,
-        default_headers: Mapping[str, str] | None = None,
-        http_client: httpx.Client | None = None,
-        allow_insecure_http: bool = False,
-        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        max_partial_chars: int = DEFAULT_MAX_PARTIAL_CHARS,
-        proxy: str | None = None,
-        rate_limiter: RateLimiter | None = None,
-        deadline: float | None = None,
-    ) -> None:
-        super().__init__(
-            api_key=api_key,
-            base_url=base_url,
-            platform_api_key=platform_api_key,
-            platform_base_url=platform_base_url,
-            token_provider=token_provider,
-            timeout=timeout,
-            max_retries=max_retries,
-            default_headers=default_headers,
-            allow_insecure_http=allow_insecure_http,
-            max_line_bytes=max_line_bytes,
-            max_response_bytes=max_response_bytes,
-            max_partial_chars=max_partial_chars,
-            proxy=proxy,
-            rate_limiter=rate_limiter,
-            deadline=deadline,
-        )
-        if http_client is not None and not isinstance(http_client, httpx.Client):
-            raise TypeError(
-                f"http_client must be an httpx.Client, not {type(http_client).__name__} "
-                "(use AsyncHaufeCopilotClient for an httpx.AsyncClient)."
-            )
-        if http_client is not None and proxy is not None:
-            raise ConfigurationError(
-                "proxy= applies to the connection pools the client builds; with http_client= set "
-                "the proxy on your httpx.Client (its proxy= argument) instead."
-            )
+    def __init__(self, *, http_client: httpx.Client | None = None, **options: Unpack[ClientOptions]) -> None:
+        super().__init__(options)
+        self._check_given_http(http_client, httpx.Client, "AsyncHaufeCopilotClient for an httpx.AsyncClient")
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(
-            timeout=self._config.timeout, follow_redirects=False, proxy=self._config.proxy
+            timeout=self._config.timeout,
+            follow_redirects=False,
+            proxy=self._config.proxy,
+            limits=self._config.limits or DEFAULT_LIMITS,
         )
 
     # The resources are made on each access rather than kept: kept, they would tie the client
@@ -144,7 +87,7 @@ class HaufeCopilotClient(BaseClient):
 
     def with_options(self, **changes: Any) -> HaufeCopilotClient:
         """A client with some options changed (`timeout`, `max_retries`, ...), sharing this pool."""
-        return HaufeCopilotClient(**self._options(**changes), http_client=self._http)
+        return HaufeCopilotClient(**self._config.copy_options(changes), http_client=self._http)
 
     def close(self) -> None:
         """Close the connection pool (unless it was passed in as `http_client`)."""
