@@ -51,11 +51,15 @@ def question(job: dict[str, Any], caller: int, n: int) -> str:
 def wait_for_start(job: dict[str, Any]) -> None:
     # Every process of the fleet begins at the same moment (time.monotonic is system-wide).
     time.sleep(max(job["start_at"] - time.monotonic(), 0.0))
+    job["began"] = time.monotonic()
 
 
 def keeps_asking(job: dict[str, Any], n: int) -> bool:
     if "duration" in job:
-        return time.monotonic() < job["start_at"] + job["duration"]
+        # `own_duration`: the window counts from when this process began, however late a busy
+        # machine started it; otherwise every process of the fleet stops at the same moment.
+        began = job["began"] if job.get("own_duration") else job["start_at"]
+        return time.monotonic() < began + job["duration"]
     return bool(n < job["calls"])
 
 
@@ -125,6 +129,7 @@ async def run_async(job: dict[str, Any], limiter: RateLimiter | None) -> dict[st
             per_caller[index] += 1
 
     await asyncio.sleep(max(job["start_at"] - time.monotonic(), 0.0))
+    job["began"] = time.monotonic()
     await asyncio.gather(*(caller(i) for i in range(job["callers"])))
     await client.aclose()
     if isinstance(limiter, RedisRateLimiter):
