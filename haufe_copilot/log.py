@@ -4,31 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+
+# The credential-header rule is wire knowledge (the emulator records by it too); the core's log
+# lines, exceptions and the adapters keep reaching it here.
+from haufe_copilot.types.headers import REDACTED, SECRET_HEADERS, is_secret_header, redacted_headers
+
+__all__ = [
+    "REDACTED",
+    "SECRET_HEADERS",
+    "configure_from_environment",
+    "is_secret_header",
+    "logger",
+    "redacted_headers",
+]
 
 logger = logging.getLogger("haufe_copilot")
-
-# The one rule for what counts as a credential header, shared by log lines, exceptions, the emulator's
-# record and both adapters' serialisation: the well-known names, and any name that says what it holds.
-SECRET_HEADERS = frozenset(
-    {
-        "api-key",
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "set-cookie",
-        "x-api-key",
-        "ocp-apim-subscription-key",
-    }
-)
-_SECRET_NAME_PARTS = ("key", "token", "secret", "auth", "cookie", "password", "credential", "signature")
-REDACTED = "<redacted>"
-
-
-def is_secret_header(name: str) -> bool:
-    """Whether a header of this name may carry a credential (and so must never be shown)."""
-    lowered = name.lower()
-    return lowered in SECRET_HEADERS or any(part in lowered for part in _SECRET_NAME_PARTS)
 
 
 def configure_from_environment() -> None:
@@ -43,8 +33,3 @@ def configure_from_environment() -> None:
             handler = logging.StreamHandler()
             handler.setFormatter(logging.Formatter("[%(asctime)s %(name)s %(levelname)s] %(message)s"))
             package_logger.addHandler(handler)
-
-
-def redacted_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Headers fit for a log line: credentials replaced by a marker."""
-    return {name: REDACTED if is_secret_header(name) else value for name, value in headers}

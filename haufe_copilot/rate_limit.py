@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from haufe_copilot.errors import ConfigurationError, RateLimiterUnavailableError, parse_retry_after
 from haufe_copilot.log import logger
+from haufe_copilot.types.quota import Window, next_slot, parse_rate_limit
 
 if TYPE_CHECKING:
     import redis
@@ -60,14 +61,6 @@ REDIS_RETRY_INTERVAL_SECONDS = 1.0
 OnRedisError = Literal["open", "closed"]
 
 
-@dataclass(frozen=True)
-class Window:
-    """At most `limit` requests in any `seconds`-long stretch."""
-
-    limit: int
-    seconds: float
-
-
 def windows_for(per_second: int | None, per_minute: int | None) -> tuple[Window, ...]:
     """The windows of a quota, checked: at least one limit, each a positive whole number."""
     windows = []
@@ -80,43 +73,6 @@ def windows_for(per_second: int | None, per_minute: int | None) -> tuple[Window,
     if not windows:
         raise ConfigurationError("A rate limiter needs per_second=, per_minute= or both.")
     return tuple(windows)
-
-
-def parse_rate_limit(text: str) -> tuple[Window, ...]:
-    """`"15/s,60/min"` as windows (units: s, sec, second; m, min, minute; h, hour)."""
-    units = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
-    units.update({"h": 3600.0, "hour": 3600.0})
-    windows = []
-    for part in text.split(","):
-        count, _, unit = part.strip().partition("/")
-        try:
-            limit = int(count)
-        except ValueError:
-            limit = 0
-        if limit <= 0 or unit.strip().lower() not in units:
-            raise ConfigurationError(
-                f"A rate limit is a list such as 15/s,60/min (requests per s, min or hour), not {text!r}."
-            )
-        windows.append(Window(limit, units[unit.strip().lower()]))
-    return tuple(windows)
-
-
-def next_slot(
-    reserved: Sequence[float],
-    now: float,
-    blocked_until: float,
-    windows: Sequence[Window],
-    margin: float = 0.0,
-) -> float:
-    """The earliest moment >= now at which one more request fits into every window, given the
-    earlier reservations in order (the last `limit` of each window are enough) and a shared
-    "blocked until". Never before the last reservation: the order of asking is the order of
-    going. The Redis script computes the same; the emulator's quota uses it to refuse."""
-    at = max(now, blocked_until, reserved[-1] if reserved else now)
-    for window in windows:
-        if len(reserved) >= window.limit:
-            at = max(at, reserved[-window.limit] + window.seconds + margin)
-    return at
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float:

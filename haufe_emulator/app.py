@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from haufe_copilot.rate_limit import Window
+from haufe_copilot.types.quota import Window
 
 from .compose import compose_answer, intent_for, select_sources
 from .corpus import Excerpt, load_corpus

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from haufe_copilot.rate_limit import Window, next_slot
+from haufe_copilot.types.quota import Window, next_slot
 
 __all__ = ["QuotaLedger", "quota_key"]
 

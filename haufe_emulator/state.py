@@ -18,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from haufe_copilot.log import redacted_headers
+from haufe_copilot.types.headers import redacted_headers
 
 from .quota import QuotaLedger
 
