@@ -51,6 +51,7 @@ test: system-packages $(VENV)/.dev-installed
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # Re-resolve the lock from pyproject.toml, keeping every pin that still fits (uv prefers them).
 lock: | $(BIN)/.uv

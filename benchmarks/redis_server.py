@@ -12,8 +12,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from haufe_emulator.server import ServerForABlock
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -38,7 +39,7 @@ def free_port() -> int:
         return port
 
 
-class RedisServer:
+class RedisServer(ServerForABlock):
     """`with RedisServer() as redis: redis.url`; `stop()` and `start()` again keep the port."""
 
     def __init__(self, port: int | None = None) -> None:
@@ -83,11 +84,6 @@ class RedisServer:
                 self._process.wait(10)
         self._process = None
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+    def __exit__(self, *exc_info: Any) -> None:
+        super().__exit__(*exc_info)
         self._directory.cleanup()

@@ -1,42 +1,72 @@
-"""`haufe-copilot`: serve the emulator, ask a question, or run the quick start.
+"""`haufe-copilot`: ask a question; installed extras add commands.
 
-haufe-copilot emulator --port 8765 [--fault rate_limit_gateway ...]
-haufe-copilot chat "Welche Kündigungsfristen gelten während der Probezeit?" --stream --emulator
-haufe-copilot demo
+haufe-copilot chat "Welche Kündigungsfristen gelten während der Probezeit?" --stream [--emulator]
+haufe-copilot emulator --port 8765      (the emulator extra: haufe_emulator.cli)
+haufe-copilot demo                      (the emulator extra: the quick start)
 
-`demo` (what `make demo` runs) starts the emulator in-process and shows, in turn, a LangChain RAG
-chain streaming a cited answer, a LlamaIndex query engine answer with its source nodes, and a
-LangGraph agent calling a tool. It needs the `langchain` and `llama-index` extras and `langchain`
-(all in the `test` extra); a part whose framework is missing says what to install and is skipped.
+The core knows only `chat`. Other commands come from the entry-point group `haufe_copilot.cli`
+(`PLUGIN_GROUP`): each entry point is named after the extra that ships it and loads a
+`CommandPlugin`; the `emulator` one also serves `chat --emulator`. So the core never imports the
+emulator, and without an extra installed its commands say in one line what to install.
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
+import importlib.metadata
 import os
-import re
-import shutil
-import socket
 import sys
-import textwrap
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TextIO
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol, TextIO, cast
 
 from haufe_copilot._version import __version__
-from haufe_copilot.errors import ConfigurationError, HaufeCopilotError
-from haufe_copilot.rate_limit import Window, parse_rate_limit
+from haufe_copilot.errors import HaufeCopilotError
 from haufe_copilot.transport.client import HaufeCopilotClient
 from haufe_copilot.types import AssistantAnswer, Source
 
-if TYPE_CHECKING:
-    from haufe_emulator import EmulatorServer
+#: Where installed packages add commands: entry points named after the extra that ships them.
+PLUGIN_GROUP = "haufe_copilot.cli"
+#: The plugin that serves `chat --emulator` (and the extra that ships it).
+EMULATOR_PLUGIN = "emulator"
 
-DEMO_QUESTION = "Welche Kündigungsfristen gelten während der Probezeit?"
 
-#: The one line a command that needs the emulator prints when its extra is not installed.
-_EMULATOR_EXTRA = "pip install 'haufe-copilot[emulator]'"
+class Command(Protocol):
+    """One command a plugin adds: `add_parser(name, **parser_options)`, then `add_arguments`."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def parser_options(self) -> Mapping[str, Any]: ...
+    @property
+    def add_arguments(self) -> Callable[[argparse.ArgumentParser], None]: ...
+    @property
+    def run(self) -> Callable[[argparse.Namespace, TextIO], int]: ...
+
+
+class LocalServer(Protocol):
+    """A server for one call, as `chat --emulator` uses it."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def api_key(self) -> str: ...
+    @property
+    def assistant_id(self) -> str: ...
+
+
+class CommandPlugin(Protocol):
+    """What an entry point of `PLUGIN_GROUP` loads."""
+
+    @property
+    def commands(self) -> Sequence[Command]: ...
+
+
+class EmulatorPlugin(CommandPlugin, Protocol):
+    """The `emulator` plugin: its commands, and the in-process emulator of `chat --emulator`."""
+
+    def local_server(self) -> AbstractContextManager[LocalServer]: ...
+    def thread_hint(self, thread_id: str) -> str: ...
 
 
 _EPILOG = """\
@@ -48,16 +78,45 @@ examples:
 Run "haufe-copilot COMMAND --help" for a command's options.
 """
 
-_EMULATOR_EPILOG = """\
-Connect with base_url=http://127.0.0.1:8765 (by default), api_key=sk-emulator-dev and
-assistant_id=a1b2c3d4-5678-9abc-def0-1234567890ab. Per request, the headers x-emulator-fault,
-x-emulator-fault-times (+ x-emulator-fault-id), x-emulator-retry-after(-ms), x-emulator-delay,
-x-emulator-delta-delay, x-emulator-cut-after, x-emulator-malformed-after and
-x-emulator-stream-error (+ x-emulator-stream-error-after) switch the same faults on.
-"""
+
+class _Plugins:
+    """The installed plugins by name, and those whose extra's libraries are missing."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[str, CommandPlugin] = {}
+        self.missing: dict[str, ImportError] = {}
+        for entry_point in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+            try:
+                self.loaded[entry_point.name] = entry_point.load()
+            except ImportError as exc:
+                self.missing[entry_point.name] = exc
+        self.commands = {command.name: command for p in self.loaded.values() for command in p.commands}
+
+    def check_installed(self, argv: Sequence[str]) -> None:
+        """A command no installed plugin adds while a plugin could not load: that extra's line
+        (argparse would only say "invalid choice")."""
+        command = next((arg for arg in argv if not arg.startswith("-")), None)
+        if command is None or command == "chat" or command in self.commands:
+            return
+        for extra, exc in self.missing.items():
+            raise _missing_extra(command, extra, exc)
+
+    def emulator(self) -> EmulatorPlugin:
+        """The plugin of `chat --emulator`."""
+        if EMULATOR_PLUGIN not in self.loaded:
+            exc = self.missing.get(EMULATOR_PLUGIN, ImportError(name="haufe_emulator"))
+            raise _missing_extra("chat --emulator", EMULATOR_PLUGIN, exc)
+        return cast("EmulatorPlugin", self.loaded[EMULATOR_PLUGIN])  # the plugin of that name
 
 
-def _parser() -> argparse.ArgumentParser:
+def _missing_extra(what: str, extra: str, exc: ImportError) -> SystemExit:
+    """The one line for a command run without its extra's libraries (the emulator's: fastapi, uvicorn)."""
+    missing = exc.name or str(exc)
+    install = f"pip install 'haufe-copilot[{extra}]'"
+    return SystemExit(f"error: {what} needs the {extra}'s extra ({missing} is missing): {install}")
+
+
+def _parser(plugins: _Plugins) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="haufe-copilot",
         description="Haufe Copilot from the command line: ask questions, serve the local emulator, "
@@ -67,67 +126,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"haufe-copilot {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    emulator = commands.add_parser(
-        "emulator",
-        help="serve the local emulator of the Haufe Copilot APIs",
-        description="Serve the emulator of all four Haufe Copilot APIs (assistant chat and stream, "
-        "completions, async streams) until interrupted. It answers German employment-law questions "
-        "from a bundled corpus with sources and keeps threads. API keys come from "
-        "HAUFE_COPILOT_EMULATOR_KEYS (comma-separated; default sk-emulator-dev). Faults given here "
-        "apply to every request; x-emulator-* request headers override them per request.",
-        epilog=_EMULATOR_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    emulator.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    emulator.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
-    emulator.add_argument(
-        "--lenient",
-        action="store_true",
-        help="accept and ignore undocumented request fields (default: answer them with 422)",
-    )
-    emulator.add_argument(
-        "--assistant",
-        action="append",
-        default=[],
-        metavar="ID",
-        help="an assistant id to accept besides the default one (repeatable)",
-    )
-    emulator.add_argument(
-        "--words-per-delta", type=int, default=1, help="words per streamed delta (default 1)"
-    )
-    emulator.add_argument(
-        "--rate-limit",
-        metavar="QUOTA",
-        help="the gateway's quota per key, such as 15/s,60/min: over it, 429 with Retry-After",
-    )
-    emulator.add_argument(
-        "--rate-limit-answer",
-        choices=("rate_limit_gateway", "rate_limit_message"),
-        default="rate_limit_gateway",
-        help="the 429's body: {error_code: rate_limit_gateway} (default) or {message: ...}",
-    )
-    faults = emulator.add_argument_group("faults")
-    faults.add_argument(
-        "--fault",
-        metavar="NAME",
-        help="answer every request with this error "
-        "(an error_code, rate_limit_message, proxy_html, empty_503 or status_NNN)",
-    )
-    faults.add_argument("--fault-times", type=int, metavar="N", help="only the first N requests fail")
-    faults.add_argument("--retry-after", metavar="SECONDS", help="send Retry-After with errors")
-    faults.add_argument("--retry-after-ms", metavar="MS", help="send retry-after-ms with errors")
-    faults.add_argument(
-        "--delay", type=float, default=0.0, metavar="SECONDS", help="delay before the first byte"
-    )
-    faults.add_argument(
-        "--delta-delay", type=float, default=0.0, metavar="SECONDS", help="delay before each delta"
-    )
-    faults.add_argument("--cut-after", type=int, metavar="N", help="cut the connection after N deltas")
-    faults.add_argument(
-        "--malformed-after", type=int, metavar="N", help="send a malformed line after N deltas"
-    )
-    faults.add_argument("--stream-error", metavar="CODE", help="end streams with this error line")
 
     chat = commands.add_parser(
         "chat",
@@ -149,17 +147,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     chat.add_argument("--user-id", help="the user the conversation belongs to")
     chat.add_argument("--emulator", action="store_true", help="start a local emulator and ask it")
-
-    commands.add_parser(
-        "demo",
-        help="the quick start: LangChain, LlamaIndex and LangGraph against an in-process emulator",
-        description="Start the emulator in-process (no account, no network) and show in turn: a "
-        "LangChain RAG chain streaming its answer token by token with numbered source footnotes, a "
-        "LlamaIndex query engine answer with its source nodes, and a LangGraph agent calling a "
-        "tool. Colours when stdout is a terminal (NO_COLOR turns them off, FORCE_COLOR on). "
-        "Needs the langchain and llama-index extras and langchain (pip install -e '.[test]' has "
-        "them all); a part whose framework is missing is skipped with a hint.",
-    )
+    for command in plugins.commands.values():
+        command.add_arguments(commands.add_parser(command.name, **command.parser_options))
     return parser
 
 
@@ -173,17 +162,11 @@ def _print_sources(sources: Sequence[Source], out: TextIO) -> None:
         out.write(f"  [{number}] {title}" + (f", {section}" if section else "") + "\n")
 
 
-def _missing_emulator_extra(command: str, exc: ImportError) -> SystemExit:
-    """The one line for a command run without the emulator's libraries (fastapi, uvicorn)."""
-    missing = exc.name or str(exc)
-    return SystemExit(
-        f"error: {command} needs the emulator's extra ({missing} is missing): {_EMULATOR_EXTRA}"
-    )
-
-
 @contextmanager
-def _client_for(emulator: bool, assistant_id: str | None) -> Iterator[tuple[HaufeCopilotClient, str]]:
-    if not emulator:
+def _client_for(
+    emulator: EmulatorPlugin | None, assistant_id: str | None
+) -> Iterator[tuple[HaufeCopilotClient, str]]:
+    if emulator is None:
         if not assistant_id:
             raise SystemExit(
                 "error: no assistant: pass --assistant-id or set HAUFE_COPILOT_ASSISTANT_ID "
@@ -192,20 +175,17 @@ def _client_for(emulator: bool, assistant_id: str | None) -> Iterator[tuple[Hauf
         with HaufeCopilotClient() as client:
             yield client, assistant_id
         return
-    try:
-        from haufe_emulator import EmulatorServer
-    except ImportError as exc:
-        raise _missing_emulator_extra("chat --emulator", exc) from None
     with (
-        EmulatorServer() as server,
+        emulator.local_server() as server,
         HaufeCopilotClient(api_key=server.api_key, base_url=server.url) as client,
     ):
         yield client, assistant_id or server.assistant_id
 
 
-def _ask(args: argparse.Namespace, out: TextIO) -> int:
+def _ask(args: argparse.Namespace, out: TextIO, plugins: _Plugins) -> int:
     messages = [{"role": "user", "content": args.question}]
-    with _client_for(args.emulator, args.assistant_id) as (client, assistant_id):
+    emulator = plugins.emulator() if args.emulator else None
+    with _client_for(emulator, args.assistant_id) as (client, assistant_id):
         request = {
             "assistant_id": assistant_id,
             "messages": messages,
@@ -229,426 +209,22 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
             _print_sources(answer.sources, out)
             thread_id = answer.thread_id
         if thread_id:
-            out.write("\n" + _thread_hint(thread_id, args.emulator) + "\n")
+            hint = f"(thread {thread_id}: continue it with --thread {thread_id})"
+            # The emulator of --emulator lives for this one call, and its threads with it.
+            out.write("\n" + (emulator.thread_hint(thread_id) if emulator else hint) + "\n")
     return 0
-
-
-def _thread_hint(thread_id: str, in_process_emulator: bool) -> str:
-    if not in_process_emulator:
-        return f"(thread {thread_id}: continue it with --thread {thread_id})"
-    # The emulator of --emulator lives for this one call, and its threads with it: a follow-up
-    # needs an emulator that outlives the call.
-    return (
-        f"(thread {thread_id} ended with this call's emulator. To continue a conversation, run "
-        "`haufe-copilot emulator` in another terminal, then, in this one:\n"
-        + _connect_lines("http://127.0.0.1:8765")
-        + '\n  haufe-copilot chat "QUESTION"                 prints a thread id'
-        + '\n  haufe-copilot chat "FOLLOW-UP" --thread ID    continues it)'
-    )
-
-
-def _emulator_key_hint() -> str:
-    """The key a client should use: the development key, or a pointer to the keys configured (a
-    key chosen in HAUFE_COPILOT_EMULATOR_KEYS is not echoed to a terminal or a CI log)."""
-    from haufe_emulator.app import DEFAULT_API_KEY
-
-    configured = os.environ.get("HAUFE_COPILOT_EMULATOR_KEYS")
-    if configured is None or DEFAULT_API_KEY in configured.split(","):
-        return DEFAULT_API_KEY
-    return "<a key from HAUFE_COPILOT_EMULATOR_KEYS>"
-
-
-def _connect_lines(url: str) -> str:
-    """The environment `haufe-copilot chat` and the clients read, set for an emulator at `url`."""
-    from haufe_emulator.app import DEFAULT_ASSISTANT_ID
-
-    return (
-        f"  export HAUFE_COPILOT_BASE_URL={url}\n"
-        f"  export HAUFE_COPILOT_API_KEY={_emulator_key_hint()}\n"
-        f"  export HAUFE_COPILOT_ASSISTANT_ID={DEFAULT_ASSISTANT_ID}"
-    )
-
-
-# -- the demo ----------------------------------------------------------------------------------
-
-#: The question of each part of the demo (the emulator answers all of them from its corpus).
-DEMO_RAG_QUESTION = DEMO_QUESTION
-DEMO_QUERY_ENGINE_QUESTION = "Wie viele Urlaubstage stehen mir zu?"
-DEMO_AGENT_QUESTION = (
-    "Ich bin seit 8 Jahren im Betrieb. Welche Kündigungsfrist muss mein Arbeitgeber einhalten? "
-    "Nutze kuendigungsfrist."
-)
-
-#: Seconds between streamed deltas when the demo writes to a terminal, so you can watch them arrive.
-_DEMO_PACE = "0.02"
-
-#: §§ 622 Abs. 1 and 2 BGB: the employer's notice period by years of service.
-_NOTICE_PERIODS = (
-    (20, "sieben Monate zum Ende eines Kalendermonats"),
-    (15, "sechs Monate zum Ende eines Kalendermonats"),
-    (12, "fünf Monate zum Ende eines Kalendermonats"),
-    (10, "vier Monate zum Ende eines Kalendermonats"),
-    (8, "drei Monate zum Ende eines Kalendermonats"),
-    (5, "zwei Monate zum Ende eines Kalendermonats"),
-    (2, "ein Monat zum Ende eines Kalendermonats"),
-)
-
-
-def notice_period(jahre: int) -> str:
-    """The notice period an employer must keep after `jahre` years of service (§ 622 BGB)."""
-    for years, period in _NOTICE_PERIODS:
-        if jahre >= years:
-            return f"{period} (§ 622 Abs. 2 BGB, {jahre} Jahre Betriebszugehörigkeit)"
-    return "vier Wochen zum Fünfzehnten oder zum Ende eines Kalendermonats (§ 622 Abs. 1 BGB)"
-
-
-def _is_terminal(out: TextIO) -> bool:
-    isatty = getattr(out, "isatty", None)
-    return bool(isatty and isatty())
-
-
-def _write_answer(out: TextIO, style: _Style, text: str) -> None:
-    """`Antwort: ` and the text, word-wrapped on a terminal."""
-    out.write(style.label("Antwort: "))
-    _Flow(out, style, len("Antwort: "), _is_terminal(out)).write(text)
-    out.write("\n")
-
-
-class _Style:
-    """ANSI colours, only where they help: stdout is a terminal, unless NO_COLOR is set; FORCE_COLOR
-    turns them on anyway (the same rule as CPython's own)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-
-    @classmethod
-    def for_stream(cls, out: TextIO) -> _Style:
-        if os.environ.get("NO_COLOR"):
-            return cls(False)
-        if os.environ.get("FORCE_COLOR", "0") not in ("", "0"):
-            return cls(True)
-        return cls(_is_terminal(out) and os.environ.get("TERM") != "dumb")
-
-    def _wrap(self, code: str, text: str) -> str:
-        return f"\x1b[{code}m{text}\x1b[0m" if self.enabled and text else text
-
-    def heading(self, text: str) -> str:
-        return self._wrap("1;36", text)
-
-    def label(self, text: str) -> str:
-        return self._wrap("1", text)
-
-    def answer(self, text: str) -> str:
-        return self._wrap("32", text)
-
-    def source(self, text: str) -> str:
-        return self._wrap("33", text)
-
-    def tool(self, text: str) -> str:
-        return self._wrap("35", text)
-
-    def dim(self, text: str) -> str:
-        return self._wrap("2", text)
-
-
-_NO_BREAK_AFTER = frozenset({"§", "§§", "Abs.", "Nr.", "S.", "Art."})
-
-
-class _Flow:
-    """Writes streamed text word-wrapped to the terminal's width (on a terminal only: piped output
-    stays as it came), breaking lines only where the text has whitespace."""
-
-    def __init__(self, out: TextIO, style: _Style, start: int, wrap: bool) -> None:
-        self.out, self.style, self.column = out, style, start
-        self.width = min(shutil.get_terminal_size((100, 24)).columns, 100) - 1 if wrap else 0
-        self.space = False
-        self.last = ""
-
-    def write(self, text: str) -> None:
-        if not self.width:
-            self.out.write(self.style.answer(text))
-            self.out.flush()
-            return
-        for piece in re.split(r"(\s+)", text):
-            if not piece:
-                continue
-            if piece.isspace():
-                if "\n" in piece:  # the text's own line breaks stay
-                    self.out.write("\n" * piece.count("\n"))
-                    self.column, self.space = 0, False
-                else:
-                    self.space = self.column > 0
-                continue
-            # "§ 622 Abs. 3" stays on one line: no break after "§", and room kept for what follows it
-            glued = self.last in _NO_BREAK_AFTER
-            needed = len(piece) + (12 if piece in _NO_BREAK_AFTER else 0)
-            if self.space and not glued and self.column + 1 + needed > self.width:
-                self.out.write("\n")
-                self.column = 0
-            elif self.space:
-                self.out.write(" ")
-                self.column += 1
-            self.space = False
-            self.out.write(self.style.answer(piece))
-            self.column += len(piece)
-            self.last = piece
-        self.out.flush()
-
-
-def _heading(out: TextIO, style: _Style, number: int, title: str, what: str) -> None:
-    out.write("\n" + style.heading(f"── {number}/3  {title} " + "─" * max(4, 70 - len(title))) + "\n")
-    out.write(style.dim(textwrap.fill(what, width=100)) + "\n\n")
-
-
-def _skipped(out: TextIO, style: _Style, exc: ImportError, install: str) -> None:
-    out.write(style.dim(f"(skipped: {exc.name or exc} is not installed; {install})") + "\n")
-
-
-def _footnote(title: Any, section: Any) -> str:
-    return f"{title or 'Quelle'}" + (f", {section}" if section else "")
-
-
-def _demo_rag_chain(server: EmulatorServer, out: TextIO, style: _Style) -> None:
-    _heading(
-        out,
-        style,
-        1,
-        "LangChain: an LCEL RAG chain, streamed",
-        "retriever | prompt | ChatHaufeCopilot: the cited passages as context, the answer token by "
-        "token, its sources as footnotes",
-    )
-    try:
-        from langchain_core.documents import Document
-        from langchain_core.prompts import ChatPromptTemplate
-        from langchain_core.runnables import RunnablePassthrough
-
-        from langchain_haufe import ChatHaufeCopilot, HaufeCopilotRetriever, sources_to_documents
-    except ImportError as exc:
-        _skipped(out, style, exc, "pip install 'haufe-copilot[langchain]'")
-        return
-    connection = {"api_key": server.api_key, "base_url": server.url, "assistant_id": server.assistant_id}
-    # On a terminal, the emulator paces its deltas (x-emulator-delta-delay) so you can watch them.
-    pace = {"x-emulator-delta-delay": _DEMO_PACE} if _is_terminal(out) else None
-    retriever = HaufeCopilotRetriever(**connection, k=3)
-    model = ChatHaufeCopilot(**connection, default_headers=pace)
-
-    def as_context(documents: list[Document]) -> str:
-        return "\n".join(f"[{d.metadata['rank']}] {d.page_content}" for d in documents)
-
-    prompt = ChatPromptTemplate.from_messages(
-        [
-            ("system", "Beantworte die Frage mit diesen Auszügen und nenne die Vorschriften:\n{context}"),
-            ("human", "{question}"),
-        ]
-    )
-    chain = {"context": retriever | as_context, "question": RunnablePassthrough()} | prompt | model
-
-    out.write(style.label("Frage: ") + DEMO_RAG_QUESTION + "\n" + style.label("Antwort: "))
-    flow = _Flow(out, style, len("Antwort: "), _is_terminal(out))
-    answer: Any = None
-    for chunk in chain.stream(DEMO_RAG_QUESTION):  # token by token
-        flow.write(str(chunk.content))
-        answer = chunk if answer is None else answer + chunk  # the last chunk brings the metadata
-    out.write("\n\n" + style.label("Quellen:") + "\n")
-    for document in sources_to_documents(answer):
-        number, meta = document.metadata["rank"], document.metadata
-        out.write(
-            "  "
-            + style.source(f"[{number}] " + _footnote(meta.get("document_title"), meta.get("section")))
-            + "\n"
-        )
-    metadata = answer.response_metadata
-    out.write(
-        style.dim(
-            f"thread {metadata.get('thread_id')} ({metadata.get('thread_action')}): "
-            "the next turn continues it"
-        )
-        + "\n"
-    )
-
-
-def _demo_query_engine(server: EmulatorServer, out: TextIO, style: _Style) -> None:
-    _heading(
-        out,
-        style,
-        2,
-        "LlamaIndex: a query engine with source nodes",
-        "HaufeCopilotQueryEngine.query(): a Response whose source_nodes are the cited passages "
-        "(score 1/rank)",
-    )
-    try:
-        from llama_index.core.schema import MetadataMode
-
-        from llama_index_haufe import HaufeCopilotQueryEngine
-    except ImportError as exc:
-        _skipped(out, style, exc, "pip install 'haufe-copilot[llama-index]'")
-        return
-    engine = HaufeCopilotQueryEngine(
-        api_key=server.api_key, base_url=server.url, assistant_id=server.assistant_id
-    )
-    response = engine.query(DEMO_QUERY_ENGINE_QUESTION)
-    out.write(style.label("Frage: ") + DEMO_QUERY_ENGINE_QUESTION + "\n")
-    _write_answer(out, style, str(response))
-    out.write("\n")
-    out.write(style.label("Source nodes:") + "\n")
-    for node in response.source_nodes:
-        metadata = node.node.metadata
-        where = _footnote(metadata.get("document_title"), metadata.get("section"))
-        text = textwrap.shorten(node.node.get_content(MetadataMode.NONE), width=90, placeholder=" …")
-        out.write(
-            "  "
-            + style.source(f"[{metadata.get('rank')}] {where}")
-            + style.dim(f"  score {node.score:.2f}")
-            + "\n"
-        )
-        out.write("      " + style.dim(text) + "\n")
-
-
-def _demo_agent(server: EmulatorServer, out: TextIO, style: _Style) -> None:
-    _heading(
-        out,
-        style,
-        3,
-        "LangGraph: an agent calling a tool",
-        "langchain.agents.create_agent(ChatHaufeCopilot, tools=[kuendigungsfrist]): with tools "
-        "bound the model talks to the completions endpoint",
-    )
-    try:
-        from langchain.agents import create_agent
-        from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
-        from langchain_core.tools import tool
-
-        from langchain_haufe import ChatHaufeCopilot
-    except ImportError as exc:
-        _skipped(out, style, exc, "pip install 'haufe-copilot[langchain]' langchain langgraph")
-        return
-
-    @tool
-    def kuendigungsfrist(jahre: int) -> str:
-        """Die gesetzliche Kündigungsfrist des Arbeitgebers nach § 622 BGB für eine
-        Betriebszugehörigkeit von `jahre` Jahren."""
-        return notice_period(jahre)
-
-    model = ChatHaufeCopilot(api_key=server.api_key, base_url=server.url, assistant_id=server.assistant_id)
-    agent = create_agent(model, tools=[kuendigungsfrist])
-    out.write(style.label("Frage: ") + DEMO_AGENT_QUESTION + "\n")
-    for update in agent.stream({"messages": [HumanMessage(DEMO_AGENT_QUESTION)]}, stream_mode="updates"):
-        for step in update.values():
-            for message in (step or {}).get("messages", []):
-                if isinstance(message, AIMessage) and message.tool_calls:
-                    for call in message.tool_calls:
-                        arguments = ", ".join(f"{k}={v!r}" for k, v in call["args"].items())
-                        out.write("  " + style.tool(f"→ Werkzeugaufruf {call['name']}({arguments})") + "\n")
-                elif isinstance(message, ToolMessage):
-                    out.write("  " + style.tool(f"← {message.name}: {message.content}") + "\n")
-                elif isinstance(message, AIMessage):
-                    _write_answer(out, style, str(message.content))
-
-
-def _demo(out: TextIO) -> int:
-    style = _Style.for_stream(out)
-    try:
-        from haufe_emulator import EmulatorServer
-    except ImportError as exc:
-        raise _missing_emulator_extra("demo", exc) from None
-    with EmulatorServer() as server:
-        out.write(
-            style.label("Haufe Copilot demo")
-            + f": the emulator answers on {server.url} (in-process, no account needed)\n"
-        )
-        for part in (_demo_rag_chain, _demo_query_engine, _demo_agent):
-            part(server, out, style)
-    out.write(
-        "\n"
-        + style.label("Next: ")
-        + "make test · python examples/lcel_rag_citations.py · README.md (quick starts, configuration)\n"
-    )
-    out.flush()
-    return 0
-
-
-def _rate_limit(text: str | None) -> tuple[Window, ...]:
-    if text is None:
-        return ()
-    try:
-        return parse_rate_limit(text)
-    except ConfigurationError as exc:
-        raise SystemExit(f"error: --rate-limit: {exc}") from None
-
-
-def _emulator(args: argparse.Namespace) -> int:
-    try:
-        from haufe_emulator.app import DEFAULT_ASSISTANT_ID, EmulatorConfig
-        from haufe_emulator.faults import FaultPlan, is_known_fault
-        from haufe_emulator.server import serve
-    except ImportError as exc:
-        raise _missing_emulator_extra("emulator", exc) from None
-
-    for name in (args.fault, args.stream_error):
-        if name is not None and not is_known_fault(name):
-            raise SystemExit(f"error: unknown fault {name!r}; see haufe-copilot emulator --help")
-    port = _free_port_or_exit(args.host, args.port)
-    plan = FaultPlan(
-        fault=args.fault,
-        fault_times=args.fault_times,
-        retry_after=args.retry_after,
-        retry_after_ms=args.retry_after_ms,
-        delay=args.delay,
-        delta_delay=args.delta_delay,
-        cut_after=args.cut_after,
-        malformed_after=args.malformed_after,
-        stream_error=args.stream_error,
-    )
-    config = EmulatorConfig(
-        assistant_ids=frozenset({DEFAULT_ASSISTANT_ID, *args.assistant}),
-        lenient=args.lenient,
-        faults=plan,
-        words_per_delta=args.words_per_delta,
-        rate_limit=_rate_limit(args.rate_limit),
-        rate_limit_answer=args.rate_limit_answer,
-    )
-    host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address in a URL
-    url = f"http://{host}:{port}"
-    print(
-        f"Haufe Copilot emulator on {url} (Ctrl-C stops it). Point a client or "
-        f"`haufe-copilot chat` at it with:\n{_connect_lines(url)}",
-        flush=True,
-    )
-    serve(config, args.host, port)
-    return 0
-
-
-def _free_port_or_exit(host: str, port: int) -> int:
-    """The port to serve on, checked before the banner: one line instead of a banner followed by
-    uvicorn's traceback. Port 0 becomes a free port (so the banner shows the real one)."""
-    if not 0 <= port <= 65535:
-        raise SystemExit(f"error: --port {port} is not a TCP port: give 1-65535 (or 0 for a free one)")
-    try:
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
-            # as uvicorn binds: SO_REUSEADDR ignores sockets in TIME_WAIT, not a listening server
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
-            free_port: int = probe.getsockname()[1]
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            advice = "something is already listening there (another emulator?): pick another --port"
-        elif exc.errno == errno.EACCES:
-            advice = "ports below 1024 need privileges: pick another --port"
-        else:
-            advice = "check --host: it must be an address of this machine, e.g. 127.0.0.1"
-        raise SystemExit(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}; {advice}") from None
-    return free_port
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    plugins = _Plugins()
+    plugins.check_installed(argv)
+    args = _parser(plugins).parse_args(argv)
     out = sys.stdout
     try:
-        if args.command == "emulator":
-            return _emulator(args)
-        if args.command == "demo":
-            return _demo(out)
-        return _ask(args, out)
+        if args.command == "chat":
+            return _ask(args, out, plugins)
+        return plugins.commands[args.command].run(args, out)
     except HaufeCopilotError as exc:
         print(f"\nerror: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

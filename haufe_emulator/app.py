@@ -9,11 +9,11 @@ import os
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from haufe_copilot.types.quota import Window
 
@@ -38,6 +38,24 @@ DEFAULT_ASSISTANT_ID = "a1b2c3d4-5678-9abc-def0-1234567890ab"
 ANSWER_TYPE = "53aa66b7-b874-407f-967c-3a959c919d62"
 
 M = TypeVar("M", bound=BaseModel)
+FunctionT = TypeVar("FunctionT", bound=BaseModel)
+
+
+class FunctionName(BaseModel):
+    """`{"name": ...}`: the one function a named `tool_choice` picks."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+
+
+class FunctionEntry(BaseModel, Generic[FunctionT]):
+    """`{"type": "function", "function": {...}}`: a tool, or a named `tool_choice`, as both
+    endpoints that take tools write it. Each endpoint subclasses it under its own names: pydantic
+    puts a union member's class name into an error's `loc`, which the 422s show."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["function"]
+    function: FunctionT
 
 
 def keys_from_environment() -> frozenset[str]:

@@ -6,7 +6,7 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -22,6 +22,8 @@ from .state import EmulatorState, Thread
 Role = Literal["user", "assistant", "system", "tool"]
 _STACK_ENDINGS = ("user", "tool", "system")
 _WORDS = re.compile(r"\S+\s*|\s+")
+#: What answers a checked assistant request: its context, its thread, the composed answer.
+_Responder = Callable[[RequestContext, Thread, ComposedAnswer], Response]
 
 
 class _Message(BaseModel):
@@ -89,12 +91,22 @@ def add_assistant_routes(
         thread.messages.append({"role": "assistant", "content": answer.text})
         return context, thread, answer
 
-    @app.post("/agents/v1/chat/completions")
-    async def chat(request: Request) -> Response:
-        prepared = await prepare(request)
-        if isinstance(prepared, Response):
-            return prepared
-        context, thread, answer = prepared
+    def answering(path: str) -> Callable[[_Responder], _Responder]:
+        """Serves `path` with the decorated function, given the checked request's context, its
+        thread and the answer (a request that fails a check is answered by `prepare`)."""
+
+        def register(respond: _Responder) -> _Responder:
+            async def endpoint(request: Request) -> Response:
+                prepared = await prepare(request)
+                return prepared if isinstance(prepared, Response) else respond(*prepared)
+
+            app.post(path, name=respond.__name__)(endpoint)
+            return respond
+
+        return register
+
+    @answering("/agents/v1/chat/completions")
+    def chat(context: RequestContext, thread: Thread, answer: ComposedAnswer) -> Response:
         payload = {
             "content": answer.text,
             "created_at": _now(),
@@ -112,12 +124,8 @@ def add_assistant_routes(
             )
         return context.json(payload)
 
-    @app.post("/agents/v1/chat/completions/stream")
-    async def chat_stream(request: Request) -> Response:
-        prepared = await prepare(request)
-        if isinstance(prepared, Response):
-            return prepared
-        context, thread, answer = prepared
+    @answering("/agents/v1/chat/completions/stream")
+    def chat_stream(context: RequestContext, thread: Thread, answer: ComposedAnswer) -> Response:
         record = state.start_stream(context.request_id)
         return StreamingBody(
             _ndjson_deltas(context, thread, answer, config, record),

@@ -64,7 +64,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .app import EmulatorConfig, Knowledge, RequestContext, begin, parse_body
+from .app import EmulatorConfig, FunctionEntry, FunctionName, Knowledge, RequestContext, begin, parse_body
 from .assistant import split_deltas
 from .faults import error_body
 from .responses import StreamingBody, sse_frame
@@ -118,21 +118,12 @@ class _Function(BaseModel):
     strict: bool | None = None
 
 
-class _Tool(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["function"]
-    function: _Function
+class _Tool(FunctionEntry[_Function]):
+    """A tool: `{"type": "function", "function": {"name", "description"?, "parameters"?, "strict"?}}`."""
 
 
-class _ChosenName(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-
-
-class _ChosenTool(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["function"]
-    function: _ChosenName
+class _ChosenTool(FunctionEntry[FunctionName]):
+    """A `tool_choice` naming the one function to call."""
 
 
 class _JsonSchemaFormat(BaseModel):

@@ -37,7 +37,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .app import EmulatorConfig, Knowledge, RequestContext, begin, parse_body
+from .app import EmulatorConfig, FunctionEntry, FunctionName, Knowledge, RequestContext, begin, parse_body
 from .assistant import split_deltas
 from .faults import error_body
 from .responses import StreamingBody, sse_frame
@@ -132,21 +132,12 @@ def _object_schema_problem(value: Any) -> str | None:
     return None
 
 
-class _Tool(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["function"]
-    function: _Function
+class _Tool(FunctionEntry[_Function]):
+    """A tool: `{"type": "function", "function": {"name", "description"?, "parameters"?}}`."""
 
 
-class _FunctionName(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-
-
-class _NamedToolChoice(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["function"]
-    function: _FunctionName
+class _NamedToolChoice(FunctionEntry[FunctionName]):
+    """A `tool_choice` naming the one function to call."""
 
 
 class _CompletionRequest(BaseModel):
@@ -190,7 +181,7 @@ class _LenientTool(_Tool):
     function: _LenientFunction
 
 
-class _LenientFunctionName(_FunctionName):
+class _LenientFunctionName(FunctionName):
     model_config = ConfigDict(extra="ignore")
 
 

@@ -10,6 +10,7 @@ header deadline is added to its h11 protocol here. Headers are capped at h11's 1
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import socket
 import threading
@@ -90,7 +91,28 @@ def _bounded_connections(header_timeout: float, keep_alive: float) -> dict[str, 
     return {"http": guarded_protocol(header_timeout), "timeout_keep_alive": keep_alive}
 
 
-class EmulatorServer:
+class ServerForABlock(abc.ABC):
+    """A server that serves for a `with` block: `start()` on entering it, `stop()` on leaving it
+    (the emulator here; the benchmarks' throwaway Redis too)."""
+
+    @abc.abstractmethod
+    def start(self, timeout: float = 10.0) -> Self:
+        """Serve, once ready within `timeout` seconds."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Stop serving (a stopped server may be started again)."""
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class EmulatorServer(ServerForABlock):
     """The emulator on `127.0.0.1:<free port>`, in a daemon thread.
 
     >>> with EmulatorServer() as emulator:
@@ -176,14 +198,6 @@ class EmulatorServer:
         self._socket = None
         self._server = None
         self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def serve(config: EmulatorConfig, host: str, port: int) -> None:

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from haufe_copilot import cli
+from haufe_emulator import cli
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 ANSI = "\x1b["

@@ -52,3 +52,15 @@ def _loaded_after(statement: str) -> set[str]:
 def test_importing_the_core_loads_no_framework_and_no_server() -> None:
     loaded = _loaded_after("import haufe_copilot")
     assert not loaded & {"langchain_core", "llama_index", "fastapi", "uvicorn", "starlette"}
+
+
+def test_the_old_emulator_import_still_works_with_a_deprecation_warning() -> None:
+    """`from haufe_copilot.emulator import EmulatorServer` (the old README) forwards to
+    `haufe_emulator` for one release; importing the core still loads no server."""
+    import haufe_emulator
+
+    with pytest.warns(DeprecationWarning, match="import from haufe_emulator"):
+        from haufe_copilot.emulator import EmulatorConfig, EmulatorServer
+    assert EmulatorServer is haufe_emulator.EmulatorServer
+    assert EmulatorConfig is haufe_emulator.EmulatorConfig
+    assert not _loaded_after("import haufe_copilot.emulator") & {"haufe_emulator", "fastapi", "uvicorn"}
