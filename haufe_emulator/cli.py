@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from haufe_copilot.errors import ConfigurationError
+from haufe_copilot.errors import ConfigurationError, HaufeCopilotError
 from haufe_copilot.types.quota import Window, parse_rate_limit
 
 from .app import DEFAULT_API_KEY, DEFAULT_ASSISTANT_ID, EmulatorConfig
@@ -560,7 +560,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         command.add_arguments(commands.add_parser(command.name, **command.parser_options))
     args = parser.parse_args(argv)
     run = next(command.run for command in PLUGIN.commands if command.name == args.command)
-    return run(args, sys.stdout)
+    try:
+        return run(args, sys.stdout)
+    except (HaufeCopilotError, KeyboardInterrupt) as exc:  # the demo's clients; Ctrl-C
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        print("\ninterrupted" if interrupted else f"\nerror: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 130 if interrupted else 1
+    except BrokenPipeError:  # `haufe-emulator demo | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
