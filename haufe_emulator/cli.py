@@ -549,8 +549,7 @@ class EmulatorPlugin:
 PLUGIN = EmulatorPlugin()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`haufe-emulator`: the same commands as `haufe-copilot emulator` and `haufe-copilot demo`."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="haufe-emulator",
         description="The local emulator of the Haufe Copilot APIs, and the quick start.",
@@ -558,7 +557,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in PLUGIN.commands:
         command.add_arguments(commands.add_parser(command.name, **command.parser_options))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`haufe-emulator`: the same commands as `haufe-copilot emulator` and `haufe-copilot demo`."""
+    args = _parser().parse_args(argv)
     run = next(command.run for command in PLUGIN.commands if command.name == args.command)
     try:
         return run(args, sys.stdout)

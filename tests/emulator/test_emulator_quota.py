@@ -6,9 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from haufe_copilot.cli import _parser, _rate_limit
 from haufe_copilot.rate_limit import Window, parse_rate_limit
 from haufe_emulator import EmulatorConfig, EmulatorServer
+from haufe_emulator.cli import _parser, _rate_limit
 from haufe_emulator.quota import QuotaLedger, quota_key
 from tests.conftest import ASSISTANT_ID, QUESTION
 
