@@ -82,20 +82,27 @@ Run "haufe-copilot COMMAND --help" for a command's options.
 class _Plugins:
     """The installed plugins by name, and those whose extra's libraries are missing."""
 
-    def __init__(self) -> None:
+    def __init__(self, argv: Sequence[str]) -> None:
         self.loaded: dict[str, CommandPlugin] = {}
         self.missing: dict[str, ImportError] = {}
+        self.command = next((arg for arg in argv if not arg.startswith("-")), None)
+        # A plain `chat` needs no plugin: it does not pay for importing the emulator's server.
+        if self.command == "chat" and "--emulator" not in argv:
+            return
         for entry_point in importlib.metadata.entry_points(group=PLUGIN_GROUP):
             try:
                 self.loaded[entry_point.name] = entry_point.load()
             except ImportError as exc:
                 self.missing[entry_point.name] = exc
-        self.commands = {command.name: command for p in self.loaded.values() for command in p.commands}
 
-    def check_installed(self, argv: Sequence[str]) -> None:
+    @property
+    def commands(self) -> dict[str, Command]:
+        return {command.name: command for plugin in self.loaded.values() for command in plugin.commands}
+
+    def check_installed(self) -> None:
         """A command no installed plugin adds while a plugin could not load: that extra's line
         (argparse would only say "invalid choice")."""
-        command = next((arg for arg in argv if not arg.startswith("-")), None)
+        command = self.command
         if command is None or command == "chat" or command in self.commands:
             return
         for extra, exc in self.missing.items():
@@ -217,8 +224,8 @@ def _ask(args: argparse.Namespace, out: TextIO, plugins: _Plugins) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    plugins = _Plugins()
-    plugins.check_installed(argv)
+    plugins = _Plugins(argv)
+    plugins.check_installed()
     args = _parser(plugins).parse_args(argv)
     out = sys.stdout
     try:

@@ -212,3 +212,19 @@ def test_an_empty_question_is_one_line_and_sends_nothing(question: str, emulator
     )
     _one_error_line(result, "EmptyMessageError")
     assert len(emulator.state.requests) == before
+
+
+def test_a_plain_chat_does_not_load_the_emulator() -> None:
+    """Only `emulator`, `demo` and `chat --emulator` load the emulator's plugin (and its server)."""
+    code = (
+        "import sys\nfrom haufe_copilot.cli import main\n"
+        "try:\n    main(['chat', 'Frage'])\nexcept SystemExit as exc:\n    print(exc)\n"
+        "print(sorted({'haufe_emulator', 'fastapi', 'uvicorn'} & set(sys.modules)))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "HAUFE_COPILOT_ASSISTANT_ID"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "error: no assistant: pass --assistant-id or set HAUFE_COPILOT_ASSISTANT_ID (or use --emulator)",
+        "[]",
+    ]
