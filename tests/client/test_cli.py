@@ -228,3 +228,18 @@ def test_a_plain_chat_does_not_load_the_emulator() -> None:
         "error: no assistant: pass --assistant-id or set HAUFE_COPILOT_ASSISTANT_ID (or use --emulator)",
         "[]",
     ]
+
+
+def test_haufe_emulator_runs_the_same_commands() -> None:
+    """`haufe-emulator` (haufe_emulator.cli) has `emulator` and `demo`, with the same options."""
+    from haufe_emulator.cli import main as emulator_main
+
+    with pytest.raises(SystemExit, match="--port 70000 is not a TCP port"):
+        emulator_main(["emulator", "--port", "70000"])
+    result = subprocess.run(
+        [sys.executable, "-m", "haufe_emulator.cli", "demo", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and result.stdout.startswith("usage: haufe-emulator demo")
