@@ -1,12 +1,20 @@
-"""A small German-aware BM25 ranking of corpus excerpts for a question."""
+"""BM25 ranking of corpus excerpts for a question (bm25s), with German stemming (Snowball).
+
+The libraries do the scoring and the inflections; what stays here is what German legal questions
+need on top: folding and stop words, participles and adjectives Snowball leaves alone
+(gekündigt, täglich), split compounds (Kündigungs|frist), and how a follow-up is read with the
+earlier turns of its thread.
+"""
 
 from __future__ import annotations
 
-import math
+import logging
 import re
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import cache, lru_cache
+from typing import Any
+
+import snowballstemmer
 
 from haufe_emulator.corpus import Excerpt, load_corpus
 
@@ -14,6 +22,10 @@ K1 = 1.5
 B = 0.75
 # Earlier user turns count less, the most recent one most (oldest turns beyond these are ignored).
 HISTORY_WEIGHTS = (0.5, 0.25, 0.125)
+# A follow-up with words of its own is about those words: its thread adds at most this share of
+# the best score the follow-up reaches alone, enough to bring the thread's provisions in as
+# companions, never enough to put the thread's old answer first again.
+HISTORY_SHARE = 0.75
 # Keywords are curated lay synonyms, so they count twice in an excerpt's text.
 KEYWORD_REPEAT = 2
 # Parts of a split compound ("Kündigungs|frist") count less in a question than the word itself.
@@ -22,7 +34,7 @@ COMPOUND_PART_WEIGHT = 0.5
 _FOLD = str.maketrans({"ä": "a", "ö": "o", "ü": "u", "ß": "ss"})
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 _MIN_STEM = 3
-_INFLECTIONS = ("ern", "en", "er", "es", "em", "e", "s")
+# Derivations the Snowball algorithm keeps when they fall outside its R2 region (täglich, Krankheit).
 _DERIVATIONS = ("lich", "heit", "keit", "ung")
 
 # Folded (ä->a, ß->ss) function words and question phrasing that carry no legal meaning.
@@ -40,32 +52,27 @@ _STOP_WORD_TEXT = """
 """
 STOP_WORDS = frozenset(_STOP_WORD_TEXT.split())
 
+_GERMAN = snowballstemmer.stemmer("german")
+
 
 @lru_cache(maxsize=16384)
 def stem(word: str) -> str:
-    """Light German stemmer for a folded, lowercased word (Kündigungsfristen -> kundigungsfrist)."""
+    """The stem of a folded, lowercased German word (Kündigungsfristen -> kundigungsfrist)."""
     if word.isdigit():
         return word
-    if word.endswith("ungen"):  # Kündigungen -> Kündigung
-        word = word[:-2]
-    for _ in range(2):  # höchstens -> hochsten -> hochst
-        for suffix in _INFLECTIONS:
-            if word.endswith(suffix) and len(word) - len(suffix) >= _MIN_STEM:
-                if suffix == "s" and word.endswith("ss"):  # Ausschluss is not a genitive
-                    continue
-                word = word[: -len(suffix)]
-                break
-        else:
-            break
-    for suffix in _DERIVATIONS:  # täglich -> tag, Krankheit -> krank, Kündigung -> kundig
-        if word.endswith(suffix) and len(word) - len(suffix) >= _MIN_STEM:
-            word = word[: -len(suffix)]
-            break
-    if len(word) >= 8 and word.startswith("ge") and word.endswith("t"):  # gekündigt -> kundig
+    # Participles first: Snowball keeps their ge-...-t (gekündigt -> kundig like Kündigung).
+    if len(word) >= 8 and word.startswith("ge") and word.endswith("t"):
         word = word[2:-1]
     elif word.endswith("igt"):  # ungerechtfertigt -> ungerechtfertig
         word = word[:-1]
-    return word
+    # Snowball is not idempotent (höchstens -> hochst -> hoch): a second pass makes an inflected
+    # form and its base meet.
+    stemmed: str = _GERMAN.stemWord(_GERMAN.stemWord(word))
+    for suffix in _DERIVATIONS:  # täglich -> tag, Krankheit -> krank
+        if stemmed.endswith(suffix) and len(stemmed) - len(suffix) >= _MIN_STEM:
+            stemmed = stemmed[: -len(suffix)]
+            break
+    return stemmed
 
 
 def normalize(text: str) -> str:
@@ -80,32 +87,35 @@ def tokenize(text: str) -> list[str]:
     ]
 
 
+def _quiet_bm25s() -> Any:
+    """bm25s, imported when the first index is built (numpy stays out of the emulator's import)."""
+    import bm25s
+
+    # bm25s sets its own logger to DEBUG at import; building an index is not news to the caller.
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+
+def _numpy() -> Any:
+    import numpy
+
+    return numpy
+
+
 class BM25Index:
-    """BM25 (k1=1.5, b=0.75) over the content, summary and keywords of excerpts."""
+    """BM25 (k1=1.5, b=0.75, bm25s' Lucene variant) over the content, summary and keywords of excerpts."""
 
     def __init__(self, excerpts: Sequence[Excerpt]) -> None:
         self.excerpts: tuple[Excerpt, ...] = tuple(excerpts)
         texts = [self._document_tokens(excerpt) for excerpt in self.excerpts]
         self._vocabulary = frozenset(token for tokens in texts for token in tokens)
         self._compound_parts: dict[str, tuple[str, ...]] = {}
-        documents = [
-            Counter(term for token in tokens for term in (token, *self._split_compound(token)))
-            for tokens in texts
-        ]
-        lengths = [sum(document.values()) for document in documents]
-        average_length = sum(lengths) / len(lengths) if lengths else 0.0
-        document_frequency: Counter[str] = Counter(term for doc in documents for term in doc)
-        count = len(documents)
-        # term -> [(excerpt position, idf-weighted saturated term frequency)], so that
-        # ranking is a few dictionary look-ups and additions per question term.
-        self._postings: dict[str, list[tuple[int, float]]] = {}
-        for position, (document, length) in enumerate(zip(documents, lengths, strict=True)):
-            norm = K1 * (1 - B + B * length / average_length)
-            for term, frequency in document.items():
-                frequency_df = document_frequency[term]
-                idf = math.log(1 + (count - frequency_df + 0.5) / (frequency_df + 0.5))
-                weight = idf * frequency * (K1 + 1) / (frequency + norm)
-                self._postings.setdefault(term, []).append((position, weight))
+        documents = [[term for token in tokens for term in (token, *self._split_compound(token))] for tokens in texts]
+        self._retriever: Any = None
+        if self.excerpts:
+            self._retriever = _quiet_bm25s().BM25(k1=K1, b=B, method="lucene", backend="numpy")
+            self._retriever.index(documents, show_progress=False)
+            self._zeros = _numpy().zeros(len(self.excerpts), dtype="float64")
 
     @staticmethod
     def _document_tokens(excerpt: Excerpt) -> list[str]:
@@ -137,9 +147,7 @@ class BM25Index:
         self._compound_parts[token] = parts
         return parts
 
-    def _query_weights(self, question: str, history: Sequence[str]) -> dict[str, float]:
-        turns: list[tuple[str, float]] = [(question, 1.0)]
-        turns += zip(reversed(history), HISTORY_WEIGHTS, strict=False)
+    def _term_weights(self, turns: Iterable[tuple[str, float]]) -> dict[str, float]:
         weights: dict[str, float] = {}
         for text, turn_weight in turns:
             for token in tokenize(text):
@@ -152,18 +160,37 @@ class BM25Index:
         for term in terms:  # a repeated term keeps its strongest weight
             weights[term] = max(weights.get(term, 0.0), weight)
 
+    def _scores(self, weights: dict[str, float]) -> Any:
+        """BM25 scores of every excerpt (a numpy array) for weighted query terms."""
+        by_weight: dict[float, list[int]] = {}
+        vocabulary = self._retriever.vocab_dict
+        for term, weight in weights.items():
+            if term in vocabulary:
+                by_weight.setdefault(weight, []).append(vocabulary[term])
+        totals = self._zeros.copy()
+        for weight, token_ids in by_weight.items():
+            totals += weight * self._retriever.get_scores_from_ids(token_ids).astype("float64")
+        return totals
+
     def rank(self, question: str, history: Sequence[str] = ()) -> list[tuple[Excerpt, float]]:
         """All excerpts matching the question, best first (ties in corpus order).
 
-        ``history`` holds the earlier user turns of the conversation, oldest first; they
-        add context with a lower weight so that vague follow-ups are understood.
+        ``history`` holds the earlier user turns of the conversation, oldest first. A vague
+        follow-up ("Und wie lange gilt das danach?") is ranked by them; one with words of its own
+        ("Gilt das auch für Teilzeitkräfte?") by those, the thread adding context (HISTORY_SHARE).
         """
-        scores: dict[int, float] = {}
-        for term, weight in self._query_weights(question, history).items():
-            for position, term_weight in self._postings.get(term, ()):
-                scores[position] = scores.get(position, 0.0) + weight * term_weight
+        if self._retriever is None:
+            return []
+        scores = self._scores(self._term_weights([(question, 1.0)]))
+        earlier = list(zip(reversed(history), HISTORY_WEIGHTS, strict=False))
+        if earlier:
+            context = self._scores(self._term_weights(earlier))
+            best_own, best_context = float(scores.max()), float(context.max())
+            scale = HISTORY_SHARE * best_own / best_context if best_own > 0 < best_context else 1.0
+            scores += scale * context
         ranked = sorted(
-            (item for item in scores.items() if item[1] > 0), key=lambda item: (-item[1], item[0])
+            ((position, float(score)) for position, score in enumerate(scores.tolist()) if score > 0),
+            key=lambda item: (-item[1], item[0]),
         )
         return [(self.excerpts[position], score) for position, score in ranked]
 
