@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import date
 from functools import cache
 from importlib.resources import files
 from typing import Any
 
 _TEXT_FIELDS = ("id", "law", "document_title", "section", "content", "summary")
+#: The legal position every excerpt states, unless an entry names its own `as_of` (ISO date).
+LEGAL_POSITION = date(2026, 1, 1)
+_MONTHS = (
+    "Januar", "Februar", "März", "April", "Mai", "Juni",
+    "Juli", "August", "September", "Oktober", "November", "Dezember",
+)
+
+
+def german_date(day: date) -> str:
+    """1. Januar 2026."""
+    return f"{day.day}. {_MONTHS[day.month - 1]} {day.year}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,16 +34,23 @@ class Excerpt:
     content: str
     summary: str
     keywords: tuple[str, ...]
+    as_of: date = LEGAL_POSITION
 
     @property
     def citation(self) -> str:
         """The provision as cited in answers, e.g. "§ 622 Abs. 3 BGB"."""
         return f"{self.section} {self.law}"
 
+    @property
+    def marked_content(self) -> str:
+        """The wording as a source carries it: marked as an excerpt, with the date of its legal
+        position. A source has no field for either (docs/contract.md), so its text says it."""
+        return f"{self.content} (Auszug, Stand: {german_date(self.as_of)})"
+
     def to_source(self) -> dict[str, Any]:
         """The excerpt in the shape of a source of the real service's answers."""
         return {
-            "content": self.content,
+            "content": self.marked_content,
             "meta_data": {
                 "document_title": self.document_title,
                 "section": self.section,
@@ -54,6 +73,10 @@ def _parse_entry(position: int, entry: object) -> Excerpt:
     keywords = entry["keywords"]
     if not isinstance(keywords, list) or not all(isinstance(k, str) and k for k in keywords):
         raise ValueError(f"{name}: field 'keywords' must be a list of non-empty strings")
+    try:
+        as_of = date.fromisoformat(entry.get("as_of", LEGAL_POSITION.isoformat()))
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: field 'as_of' must be an ISO date (YYYY-MM-DD)") from None
     excerpt = Excerpt(
         id=entry["id"],
         law=entry["law"],
@@ -62,6 +85,7 @@ def _parse_entry(position: int, entry: object) -> Excerpt:
         content=entry["content"],
         summary=entry["summary"],
         keywords=tuple(keywords),
+        as_of=as_of,
     )
     # Sources of the real service always open with the citation ("§ 622 Abs. 3 BGB: ...").
     if not excerpt.content.startswith(f"{excerpt.citation}: "):

@@ -25,7 +25,12 @@ HISTORY_WEIGHTS = (0.5, 0.25, 0.125)
 # A follow-up with words of its own is about those words: its thread adds at most this share of
 # the best score the follow-up reaches alone, enough to bring the thread's provisions in as
 # companions, never enough to put the thread's old answer first again.
-HISTORY_SHARE = 0.75
+FOLLOW_UP_SHARE = 0.9
+# A question that does not point back ("Wie hoch ist der Mindestlohn?") opens a new topic: its
+# thread only settles near ties.
+NEW_TOPIC_SHARE = 0.3
+# Folded words by which a question points back to the conversation ("Gilt das auch ...?", "Und für ...?").
+_BACK_REFERENCES = frozenset("und das dies dafur dabei dann danach dort ebenfalls ebenso".split())
 # Keywords are curated lay synonyms, so they count twice in an excerpt's text.
 KEYWORD_REPEAT = 2
 # Parts of a split compound ("Kündigungs|frist") count less in a question than the word itself.
@@ -85,6 +90,11 @@ def tokenize(text: str) -> list[str]:
     return [
         stem(word) for word in _NON_ALNUM.split(normalize(text)) if len(word) > 1 and word not in STOP_WORDS
     ]
+
+
+def refers_back(question: str) -> bool:
+    """Whether a question continues the conversation rather than opening a topic of its own."""
+    return any(word in _BACK_REFERENCES for word in _NON_ALNUM.split(normalize(question)))
 
 
 def _quiet_bm25s() -> Any:
@@ -177,17 +187,29 @@ class BM25Index:
 
         ``history`` holds the earlier user turns of the conversation, oldest first. A vague
         follow-up ("Und wie lange gilt das danach?") is ranked by them; one with words of its own
-        ("Gilt das auch für Teilzeitkräfte?") by those, the thread adding context (HISTORY_SHARE).
+        ("Gilt das auch für Teilzeitkräfte?") by those, the thread adding context (FOLLOW_UP_SHARE).
         """
         if self._retriever is None:
             return []
         scores = self._scores(self._term_weights([(question, 1.0)]))
-        earlier = list(zip(reversed(history), HISTORY_WEIGHTS, strict=False))
-        if earlier:
-            context = self._scores(self._term_weights(earlier))
+        if history:
+            context = self._context_scores(history)
             best_own, best_context = float(scores.max()), float(context.max())
-            scale = HISTORY_SHARE * best_own / best_context if best_own > 0 < best_context else 1.0
+            share = FOLLOW_UP_SHARE if refers_back(question) else NEW_TOPIC_SHARE
+            scale = share * best_own / best_context if best_own > 0 < best_context else 1.0
             scores += scale * context
+        return self._ranked(scores)
+
+    def rank_context(self, history: Sequence[str]) -> list[tuple[Excerpt, float]]:
+        """The excerpts the earlier turns of a conversation are about, best first."""
+        if self._retriever is None or not history:
+            return []
+        return self._ranked(self._context_scores(history))
+
+    def _context_scores(self, history: Sequence[str]) -> Any:
+        return self._scores(self._term_weights(zip(reversed(history), HISTORY_WEIGHTS, strict=False)))
+
+    def _ranked(self, scores: Any) -> list[tuple[Excerpt, float]]:
         ranked = sorted(
             ((position, float(score)) for position, score in enumerate(scores.tolist()) if score > 0),
             key=lambda item: (-item[1], item[0]),

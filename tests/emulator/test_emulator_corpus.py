@@ -25,6 +25,12 @@ LAWS = {
     "EntgFG": "Entgeltfortzahlungsgesetz (EntgFG)",
     "TzBfG": "Teilzeit- und Befristungsgesetz (TzBfG)",
     "MuSchG": "Mutterschutzgesetz (MuSchG)",
+    # Issue 17: what common follow-ups need (Minijob, Mindestlohn, Elternzeit, Überstunden).
+    "SGB IV": "Viertes Buch Sozialgesetzbuch (SGB IV)",
+    "MiLoG": "Mindestlohngesetz (MiLoG)",
+    "MiLoV5": "Fünfte Mindestlohnanpassungsverordnung (MiLoV5)",
+    "BEEG": "Bundeselterngeld- und Elternzeitgesetz (BEEG)",
+    "GewO": "Gewerbeordnung (GewO)",
 }
 # Provisions the corpus must cover, as "section law" prefixes of an excerpt's citation.
 REQUIRED_PROVISIONS = [
@@ -126,7 +132,8 @@ def test_content_starts_with_citation_and_summary_names_provision() -> None:
 def test_to_source_has_the_service_shape() -> None:
     excerpt = next(e for e in load_corpus() if e.id == "bgb-622-3")
     assert excerpt.to_source() == {
-        "content": excerpt.content,
+        # Issue 17: a source says it is an excerpt and the date of its legal position.
+        "content": f"{excerpt.content} (Auszug, Stand: 1. Januar 2026)",
         "meta_data": {
             "document_title": "Bürgerliches Gesetzbuch (BGB)",
             "section": "§ 622 Abs. 3",
