@@ -1,13 +1,24 @@
-"""Deterministic German answers composed from the best-ranked corpus excerpts."""
+"""Deterministic German answers composed from the cited corpus excerpts.
+
+An answer is built from its sources, not filled into one template: how it opens depends on the
+question (a direct answer to "Welche ...?", the deciding provision for "Gilt ...?", the follow-up
+read against its thread), it quotes the sentence of the first passage that fits the question
+best, adds what another cited provision of the same law or the thread's earlier question
+contributes, and points to the rest.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from haufe_emulator.corpus import Excerpt
+from haufe_emulator.ranking import normalize, refers_back, tokenize
 
 # Results beyond the guaranteed minimum must score at least this share of the best score.
 RELATIVE_CUTOFF = 0.35
+# A quoted sentence longer than this reads as a wall of statute: the answer then only cites it.
+MAX_QUOTE_CHARS = 320
 
 NO_MATCH_ANSWER = (
     "Zu Ihrer Frage habe ich in der Wissensdatenbank leider keine passende Vorschrift gefunden. "
@@ -16,6 +27,15 @@ NO_MATCH_ANSWER = (
 )
 DISCLAIMER = "Bitte beachten Sie, dass dies keine Rechtsberatung im Einzelfall ersetzt."
 NO_MATCH_INTENT = "Allgemeine Anfrage"
+
+# Folded first words of a question that asks yes or no ("Gilt ...?", "Darf ...?").
+_YES_NO_OPENERS = frozenset(
+    "bin bekomme bekommt darf durfen gibt gilt gelten habe hat haben ist kann konnen muss mussen"
+    " sind steht stehen wird werden".split()
+)
+# A sentence of statute text ends before a capital; "Abs. 1", "1. Januar", "Nr. 2." do not end one.
+_SENTENCE_END = re.compile(r"(?<=[a-zäöüß)])\.\s+(?=[A-ZÄÖÜ„])")
+_PARAGRAPH_MARK = re.compile(r"^\(\d+[a-z]?\)\s*")
 
 
 def select_sources(
@@ -33,31 +53,90 @@ def select_sources(
     ]
 
 
-def _join_citations(sources: Sequence[Excerpt]) -> str:
+def join_citations(sources: Sequence[Excerpt]) -> str:
+    """"§ 1 BGB", "§ 1 BGB und § 2 BGB", "§ 1 BGB, § 2 BGB und § 3 BGB"."""
     citations = [source.citation for source in sources]
     if len(citations) == 1:
         return citations[0]
     return f"{', '.join(citations[:-1])} und {citations[-1]}"
 
 
-def compose_answer(question: str, sources: Sequence[Excerpt]) -> str:
-    """A short German answer: the first source's summary, a supplement from the same law, a
-    pointer to the remaining sources and a disclaimer. ``question`` is part of the interface
-    for composers that use it; this one depends only on the sources."""
+def _asks_yes_or_no(question: str) -> bool:
+    words = normalize(question).split()
+    return bool(words) and words[0].strip("¿?,.!") in _YES_NO_OPENERS
+
+
+def _as_consequence(excerpt: Excerpt) -> str:
+    """The summary as what follows from the provision just named: "Nach § 4 TzBfG dürfen ..."
+    becomes "Danach dürfen ..."; a summary of another shape stays as it is."""
+    opening = f"Nach {excerpt.citation} "
+    if excerpt.summary.startswith(opening):
+        return "Danach " + excerpt.summary[len(opening) :]
+    return excerpt.summary
+
+
+def sentences_of(excerpt: Excerpt) -> list[str]:
+    """The sentences of an excerpt's wording, without its citation, paragraph marks and cut marks."""
+    wording = excerpt.content.removeprefix(f"{excerpt.citation}: ")
+    found = []
+    for sentence in _SENTENCE_END.split(wording):
+        sentence = _PARAGRAPH_MARK.sub("", sentence.replace("[…]", "").strip()).strip()
+        if sentence:
+            found.append(sentence if sentence.endswith(".") else sentence + ".")
+    return found
+
+
+def best_sentence(excerpt: Excerpt, words: Sequence[str]) -> str | None:
+    """The sentence of the passage sharing most stems with ``words`` (the first on a tie), if it
+    is short enough to quote."""
+    wanted = set(words)
+    candidates = [s for s in sentences_of(excerpt) if len(s) <= MAX_QUOTE_CHARS]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda sentence: len(wanted & set(tokenize(sentence))))
+
+
+def _about(excerpt: Excerpt) -> set[str]:
+    return set(tokenize(" ".join((excerpt.summary, *excerpt.keywords))))
+
+
+def compose_answer(question: str, sources: Sequence[Excerpt], history: Sequence[str] = ()) -> str:
+    """A short German answer from the cited passages. ``history`` holds the thread's earlier user
+    turns: a follow-up is answered from its own provision and tied back to the earlier question."""
     if not sources:
         return NO_MATCH_ANSWER
     first, *rest = sources
-    lead = first.summary
-    if first.citation not in lead:  # the answer must always name its main provision
-        lead = f"{lead.rstrip('.')} ({first.citation})."
-    sentences = [lead]
+    asked = tokenize(question)
+    follow_up = bool(history) and refers_back(question)
+    if follow_up:
+        sentences = [f"Für Ihre Nachfrage kommt es auf {first.citation} an. {_as_consequence(first)}"]
+    elif _asks_yes_or_no(question):
+        sentences = [f"Maßgeblich ist {first.citation}. {_as_consequence(first)}"]
+    else:
+        lead = first.summary
+        if first.citation not in lead:  # the answer must always name its main provision
+            lead = f"{lead.rstrip('.')} ({first.citation})."
+        sentences = [lead]
+    quote = best_sentence(first, asked)
+    if quote is not None:
+        sentences.append(f"Im Wortlaut: „{quote.rstrip('.')}.“")
+    used = {first}
+    if follow_up:  # the provision the earlier question was about, which the follow-up qualifies
+        earlier = set(tokenize(" ".join(history)))
+        thread_source = next(
+            (s for s in rest if _about(s) & earlier and not _about(s) & set(asked)), None
+        )
+        if thread_source is not None:
+            sentences.append(f"Für Ihre vorherige Frage bleibt es dabei: {thread_source.summary}")
+            used.add(thread_source)
     # A supplement from another statute rarely reads as a continuation; cite it instead.
-    supplement = next((source for source in rest if source.law == first.law), None)
+    supplement = next((s for s in rest if s.law == first.law and s not in used), None)
     if supplement is not None:
         sentences.append(f"Ergänzend gilt: {supplement.summary}")
-    further = [source for source in rest if source is not supplement]
+        used.add(supplement)
+    further = [source for source in rest if source not in used]
     if further:
-        sentences.append(f"Siehe auch {_join_citations(further)}.")
+        sentences.append(f"Siehe auch {join_citations(further)}.")
     sentences.append(DISCLAIMER)
     return " ".join(sentences)
 
