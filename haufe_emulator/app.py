@@ -7,7 +7,7 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Generic, Literal, TypeVar
@@ -18,7 +18,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from haufe_copilot.types.quota import Window
 
-from .compose import compose_answer, intent_for, select_sources
+from .compose import (
+    ToolResult,
+    compose_after_tool_results,
+    compose_answer,
+    intent_for,
+    related_sources,
+    select_sources,
+)
 from .corpus import Excerpt, load_corpus
 from .faults import (
     ERROR_CATALOGUE,
@@ -107,6 +114,15 @@ class Knowledge:
 
     def answer(self, question: str, history: Iterable[str] = ()) -> ComposedAnswer:
         return self._cached_answer(question, tuple(history))
+
+    def answer_after_tool_results(
+        self, question: str, history: Sequence[str], results: Sequence[ToolResult]
+    ) -> str:
+        """The text once tools have answered: their results in sentences, then the provisions
+        related to question and results (ranked on both)."""
+        said = " ".join(result.content for result in results)
+        ranked = self.index.rank(f"{question} {said}", list(history))
+        return compose_after_tool_results(results, related_sources(ranked, results))
 
     def _answer(self, question: str, history: tuple[str, ...]) -> ComposedAnswer:
         sources = tuple(select_sources(self.index.rank(question, history)))

@@ -66,6 +66,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .app import EmulatorConfig, FunctionEntry, FunctionName, Knowledge, RequestContext, begin, parse_body
 from .assistant import split_deltas
+from .compose import tool_results_in
 from .faults import error_body
 from .responses import StreamingBody, sse_frame
 from .schema_values import UnsupportedSchema, value_for_schema
@@ -500,15 +501,6 @@ def _tool_names(messages: list[dict[str, Any]]) -> dict[str, str]:
     return names
 
 
-def _with_tool_results(text: str, messages: list[dict[str, Any]], results: list[dict[str, Any]]) -> str:
-    names = _tool_names(messages)
-    parts = []
-    for result in results:
-        name = result.get("name") or names.get(result.get("tool_call_id") or "", "") or "Werkzeug"
-        parts.append(f"Laut {name}: {str(result['content']).strip()}")
-    return " ".join(parts) + "\n\n" + text if parts else text
-
-
 def _thinking_text(question: str, answer_sources: Iterable[Any]) -> str:
     citations = [source.citation for source in answer_sources]
     found = f"Einschlägig sind {', '.join(citations)}." if citations else "Keine Vorschrift passt genau."
@@ -583,7 +575,10 @@ def plan_generation(
                 raise exc.at("body", "response_format", "json_schema", "schema") from None
             deltas = pieces_of(json.dumps(value, ensure_ascii=False))
         else:
-            deltas = pieces_of(_with_tool_results(answer.text, messages, results))
+            text = answer.text
+            if results:
+                text = knowledge.answer_after_tool_results(question, history, tool_results_in(messages))
+            deltas = pieces_of(text)
             if body.max_tokens is not None:
                 deltas = deltas[: body.max_tokens]
         if delta_count is not None:

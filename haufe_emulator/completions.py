@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .app import EmulatorConfig, FunctionEntry, FunctionName, Knowledge, RequestContext, begin, parse_body
 from .assistant import split_deltas
+from .compose import tool_results_in
 from .faults import error_body
 from .responses import StreamingBody, sse_frame
 from .schema_values import UnsupportedSchema
@@ -267,33 +268,9 @@ def _question_and_history(messages: Sequence[_Message]) -> tuple[str, list[str]]
 def _answer_tool_results(
     messages: Sequence[_Message], question: str, history: list[str], knowledge: Knowledge
 ) -> str:
-    """A German answer that quotes the trailing tool results, then the corpus answer where the
-    question matches the corpus."""
-    results: list[_Message] = []
-    for message in reversed(messages):
-        if message.role != "tool":
-            break
-        results.insert(0, message)
-    names: dict[str, str] = {}
-    for message in messages:
-        for call in message.tool_calls or []:
-            function = call.get("function")
-            if (
-                isinstance(call.get("id"), str)
-                and isinstance(function, dict)
-                and isinstance(function.get("name"), str)
-            ):
-                names[call["id"]] = function["name"]
-    parts = []
-    for result in results:
-        name = names.get(result.tool_call_id or "") or result.name or "das Werkzeug"
-        parts.append(f"{name} lieferte: „{(result.content or '').strip()}“.")
-    text = "Auf Grundlage der Werkzeugergebnisse: " + " ".join(parts)
-    if question:
-        corpus = knowledge.answer(question, history)
-        if corpus.sources:
-            text += " " + corpus.text
-    return text
+    """A German answer that uses the trailing tool results, then the provisions related to them."""
+    results = tool_results_in(message.model_dump() for message in messages)
+    return knowledge.answer_after_tool_results(question, history, results)
 
 
 _WORD_PIECES = re.compile(r"\S+\s*")

@@ -9,14 +9,19 @@ contributes, and points to the rest.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from haufe_emulator.corpus import Excerpt
 from haufe_emulator.ranking import normalize, refers_back, tokenize
 
 # Results beyond the guaranteed minimum must score at least this share of the best score.
 RELATIVE_CUTOFF = 0.35
+# After tool results, only provisions this close to the best are cited (no guaranteed minimum).
+RELATED_CUTOFF = 0.5
 # A quoted sentence longer than this reads as a wall of statute: the answer then only cites it.
 MAX_QUOTE_CHARS = 320
 
@@ -139,6 +144,98 @@ def compose_answer(question: str, sources: Sequence[Excerpt], history: Sequence[
         sentences.append(f"Siehe auch {join_citations(further)}.")
     sentences.append(DISCLAIMER)
     return " ".join(sentences)
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """A tool message that answers a call: the tool's name, the call's arguments, what it returned."""
+
+    name: str
+    content: str
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+
+
+def tool_results_in(messages: Iterable[Mapping[str, Any]]) -> list[ToolResult]:
+    """The tool messages ending a conversation (OpenAI-shaped dicts), each with the name and
+    arguments of the call it answers."""
+    listed = list(messages)
+    calls: dict[str, tuple[str, Mapping[str, Any]]] = {}
+    for message in listed:
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") if isinstance(call, Mapping) else None
+            if isinstance(function, Mapping) and isinstance(call.get("id"), str):
+                calls[call["id"]] = (str(function.get("name") or ""), _arguments_of(function))
+    trailing: list[Mapping[str, Any]] = []
+    for message in reversed(listed):
+        if message.get("role") != "tool":
+            break
+        trailing.insert(0, message)
+    results = []
+    for message in trailing:
+        name, arguments = calls.get(str(message.get("tool_call_id") or ""), ("", {}))
+        name = name or str(message.get("name") or "") or "das Werkzeug"
+        results.append(ToolResult(name, str(message.get("content") or "").strip(), arguments))
+    return results
+
+
+def _arguments_of(function: Mapping[str, Any]) -> Mapping[str, Any]:
+    try:
+        arguments = json.loads(function.get("arguments") or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return arguments if isinstance(arguments, dict) else {}
+
+
+def _call_label(result: ToolResult) -> str:
+    """"kuendigungsfrist (jahre: 8)": the call as a reader recognises it (scalar arguments only)."""
+    shown = [
+        f"{key}: {value}"
+        for key, value in result.arguments.items()
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value).strip()
+    ]
+    return f"{result.name} ({', '.join(shown)})" if shown else result.name
+
+
+def _result_sentence(result: ToolResult) -> str:
+    content = result.content.rstrip()
+    if not content:
+        return f"Das Werkzeug {_call_label(result)} hat kein Ergebnis geliefert."
+    if content[0].isupper() and content.endswith((".", "!", "?")):  # a sentence of its own
+        return f"Das Werkzeug {_call_label(result)} meldet: {content}"
+    return f"Das Werkzeug {_call_label(result)} ergibt: {content.rstrip('.')}."
+
+
+def compose_after_tool_results(results: Sequence[ToolResult], sources: Sequence[Excerpt]) -> str:
+    """The answer once tools have answered: what they returned, in sentences naming each call,
+    then the law behind it from ``sources`` (only provisions related to the results; none when
+    the corpus has nothing to add)."""
+    sentences = [_result_sentence(result) for result in results]
+    if sources:
+        first, *rest = sources
+        sentences.append(f"Rechtlich steht dahinter {first.citation}: {_as_consequence(first)}")
+        if rest:
+            sentences.append(f"Siehe auch {join_citations(rest)}.")
+        sentences.append(DISCLAIMER)
+    return " ".join(sentences)
+
+
+def related_sources(
+    ranked: Sequence[tuple[Excerpt, float]], results: Sequence[ToolResult], maximum: int = 3
+) -> list[Excerpt]:
+    """The provisions a tool answer may cite: those the results name ("§ 622 Abs. 2 BGB"), then
+    the best-ranked ones that share words with the results and score close to the best."""
+    said = " ".join(result.content for result in results)
+    named = [excerpt for excerpt, _ in ranked if excerpt.citation in said]
+    if not ranked:
+        return named[:maximum]
+    threshold = ranked[0][1] * RELATED_CUTOFF
+    result_words = set(tokenize(said))
+    close = [
+        excerpt
+        for excerpt, score in ranked
+        if score >= threshold and excerpt not in named and (not result_words or _about(excerpt) & result_words)
+    ]
+    return [*named, *close][:maximum]
 
 
 def intent_for(question: str, sources: Sequence[Excerpt]) -> str:

@@ -28,7 +28,7 @@ HISTORY_WEIGHTS = (0.5, 0.25, 0.125)
 FOLLOW_UP_SHARE = 0.9
 # A question that does not point back ("Wie hoch ist der Mindestlohn?") opens a new topic: its
 # thread only settles near ties.
-NEW_TOPIC_SHARE = 0.3
+NEW_TOPIC_SHARE = 0.2
 # Folded words by which a question points back to the conversation ("Gilt das auch ...?", "Und für ...?").
 _BACK_REFERENCES = frozenset("und das dies dafur dabei dann danach dort ebenfalls ebenso".split())
 # Keywords are curated lay synonyms, so they count twice in an excerpt's text.
@@ -38,6 +38,11 @@ COMPOUND_PART_WEIGHT = 0.5
 
 _FOLD = str.maketrans({"ä": "a", "ö": "o", "ü": "u", "ß": "ss"})
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
+# "§ 622 Abs. 3", "§§ 4 bis 7", "Absatz 1 Satz 2 oder 4", "Nr. 1": references, not quantities.
+_CITED_NUMBERS = re.compile(
+    r"(?:§§?|Abs\.|Absatz|Absätzen|Satz|Sätzen|Sätze|Nr\.|Nummer|Buchstabe)\s*\d+[a-z]?"
+    r"(?:\s*(?:bis|und|oder|-)\s*\d+[a-z]?)*"
+)
 _MIN_STEM = 3
 # Derivations the Snowball algorithm keeps when they fall outside its R2 region (täglich, Krankheit).
 _DERIVATIONS = ("lich", "heit", "keit", "ung")
@@ -129,7 +134,9 @@ class BM25Index:
 
     @staticmethod
     def _document_tokens(excerpt: Excerpt) -> list[str]:
-        tokens = tokenize(excerpt.content) + tokenize(excerpt.summary)
+        # The numbers of cited provisions are not what a question's numbers mean ("12 Tage").
+        content, summary = (_CITED_NUMBERS.sub(" ", text) for text in (excerpt.content, excerpt.summary))
+        tokens = tokenize(content) + tokenize(summary)
         for keyword in excerpt.keywords:
             tokens += tokenize(keyword) * KEYWORD_REPEAT
         return tokens
