@@ -202,7 +202,7 @@ def _result_sentence(result: ToolResult) -> str:
         return f"Das Werkzeug {_call_label(result)} hat kein Ergebnis geliefert."
     if content[0].isupper() and content.endswith((".", "!", "?")):  # a sentence of its own
         return f"Das Werkzeug {_call_label(result)} meldet: {content}"
-    return f"Das Werkzeug {_call_label(result)} ergibt: {content.rstrip('.')}."
+    return f"Das Werkzeug {_call_label(result)} ergibt: „{content.rstrip('.')}“."  # verbatim: quoted
 
 
 def compose_after_tool_results(results: Sequence[ToolResult], sources: Sequence[Excerpt]) -> str:

@@ -359,7 +359,11 @@ def test_tool_call_end_to_end(http: httpx.Client) -> None:
     final = stream(http, {"messages": messages, "tools": [WEATHER, LEAVE], "session_id": "s-tools"})
     text = text_of(final)
     assert finish_reasons(final) == ["stop"]
-    assert "resturlaub lieferte: „Anna Schmidt hat noch 12 Tage Resturlaub.“" in text
+    # Issue 17: a sentence that uses the result and names the call, not "… lieferte: „…“".
+    assert (
+        "Das Werkzeug resturlaub (mitarbeiter: Anna Schmidt, jahr: 2024) meldet: "
+        "Anna Schmidt hat noch 12 Tage Resturlaub." in text
+    )
     assert "BUrlG" in text  # the original question matches the corpus, so its answer follows
     assert not tool_calls_of(final)
 
@@ -785,7 +789,8 @@ def test_openai_stream_helper_assembles_tool_calls_and_continues(oai: openai.Ope
         extra_headers=SSE,
     ) as s:
         answer = s.get_final_completion()
-    assert "resturlaub lieferte: „12 Tage“" in (answer.choices[0].message.content or "")
+    content = answer.choices[0].message.content or ""
+    assert "Das Werkzeug resturlaub (" in content and "ergibt: „12 Tage“." in content  # issue 17
     assert answer.choices[0].finish_reason == "stop"
 
 

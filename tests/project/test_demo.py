@@ -80,7 +80,8 @@ def test_the_demo_shows_all_three_parts() -> None:
     assert "  → Werkzeugaufruf kuendigungsfrist(jahre=8)" in agent
     assert "  ← kuendigungsfrist: drei Monate zum Ende eines Kalendermonats (§ 622 Abs. 2 BGB" in agent
     final = agent.split("Antwort: ", 1)[1]
-    assert final.startswith("Auf Grundlage der Werkzeugergebnisse: kuendigungsfrist lieferte: „drei Monate")
+    # Issue 17: the answer uses the result in a sentence naming the call
+    assert final.startswith("Das Werkzeug kuendigungsfrist (jahre: 8) ergibt: „drei Monate")
     assert "Next: make test" in out.splitlines()[-1]
 
 
