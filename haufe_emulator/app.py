@@ -115,6 +115,11 @@ class Knowledge:
     def answer(self, question: str, history: Iterable[str] = ()) -> ComposedAnswer:
         return self._cached_answer(question, tuple(history))
 
+    def evidence(self, question: str, history: Sequence[str] = ()) -> str:
+        """The wording of the passages the answer to ``question`` cites: where structured output
+        finds the values the question does not give ("zwei Wochen")."""
+        return " ".join(source.content for source in self.answer(question, history).sources)
+
     def answer_after_tool_results(
         self, question: str, history: Sequence[str], results: Sequence[ToolResult]
     ) -> str:

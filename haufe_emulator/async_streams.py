@@ -542,7 +542,7 @@ def plan_generation(
             choice = "required"
         tools = [tool.model_dump(exclude_none=True) for tool in body.tools]
         try:
-            calls = tool_calls_for(question, tools, choice)
+            calls = tool_calls_for(question, tools, choice, evidence=knowledge.evidence(question, history))
         except UnsupportedSchema as exc:
             raise exc.at("body", "tools") from None
     elif body.tools and results:
@@ -551,7 +551,9 @@ def plan_generation(
         if isinstance(choice, _ChosenTool):
             choice = choice.model_dump()
         try:
-            calls = calls_after_tool_results(question, tools, choice, _tool_names(messages).values())
+            calls = calls_after_tool_results(
+                question, tools, choice, _tool_names(messages).values(), evidence=knowledge.evidence(question, history)
+            )
         except UnsupportedSchema as exc:
             raise exc.at("body", "tools") from None
     for index, call in enumerate(calls):
@@ -570,7 +572,7 @@ def plan_generation(
         schema = body.response_format.target_schema if body.response_format is not None else None
         if schema is not None:
             try:
-                value = value_for_schema(schema, question)
+                value = value_for_schema(schema, question, evidence=knowledge.evidence(question, history))
             except UnsupportedSchema as exc:
                 raise exc.at("body", "response_format", "json_schema", "schema") from None
             deltas = pieces_of(json.dumps(value, ensure_ascii=False))

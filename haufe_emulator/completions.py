@@ -298,8 +298,9 @@ def _compose(parsed: _CompletionRequest, knowledge: Knowledge) -> _Answer:
     if isinstance(choice, _NamedToolChoice):
         choice = choice.model_dump()
     calls: list[PlannedToolCall] = []
+    evidence = knowledge.evidence(question, history) if tools else ""
     if tools and messages[-1].role == "user" and choice != "none":
-        calls = tool_calls_for(question, tools, choice)
+        calls = tool_calls_for(question, tools, choice, evidence=evidence)
     elif tools and messages[-1].role == "tool":
         called = [
             str((call.get("function") or {}).get("name"))
@@ -307,7 +308,7 @@ def _compose(parsed: _CompletionRequest, knowledge: Knowledge) -> _Answer:
             for call in message.tool_calls or []
             if isinstance(call, dict)
         ]
-        calls = calls_after_tool_results(question, tools, choice, called)
+        calls = calls_after_tool_results(question, tools, choice, called, evidence=evidence)
     if calls:
         tokens = sum(_words(call.name) + _words(call.arguments_json) for call in calls)
         return _Answer(None, calls, "tool_calls", prompt_tokens, tokens)

@@ -12,6 +12,12 @@ and names, found by simple, deterministic rules, each used at most once.
   `und`, `and`, the last two by `und`/`and`, so that `"San Francisco, CA"` stays one place) is a
   run, for an array or for one tool call per value.
 
+- German number words count as numbers (`zwei` .. `zwölf`, `zwanzig`, `dreißig`; `ein`/`eine`/…
+  only before a unit: `einen Monat`);
+- `evidence` (the passages the answer cites) offers values too, but only to a property whose name
+  the question does not mention and the evidence does, within `HINT_DISTANCE` of it: `wochen` takes
+  2 from "mit einer Frist von zwei Wochen", a string property there takes "zwei Wochen".
+
 `schema_values` decides which value fits where.
 """
 
@@ -118,6 +124,18 @@ _LIST_JOINERS = frozenset({",", "und", "and"})
 
 _QUOTED = re.compile(r"\"([^\"]+)\"|„([^“”\"]+)[“”\"]|»([^«]+)«|“([^”]+)”|(?<!\w)'([^']+)'(?!\w)")
 _ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+_NUMBER_WORDS = {
+    "zwei": 2, "drei": 3, "vier": 4, "fünf": 5, "sechs": 6, "sieben": 7, "acht": 8, "neun": 9,
+    "zehn": 10, "elf": 11, "zwölf": 12, "fünfzehn": 15, "zwanzig": 20, "dreißig": 30,
+}
+#: "ein", "eine", … are articles except before a unit ("einen Monat", "eine Woche").
+_ONE_WORDS = frozenset({"ein", "eine", "einen", "einem", "einer", "eines"})
+_UNIT_AFTER = re.compile(r"\s+(?:Kalender)?(?:Tag|Woche|Monat|Jahr|Stunde|Werktag|Arbeitstag)", re.IGNORECASE)
+_DURATION = re.compile(
+    r"(?<![\w.,])(?:\d+|" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r"|eine[nmr]?|ein)"
+    r"\s+(?:Kalender|Werk|Arbeits)?(?:Tage?n?|Wochen?|Monaten?|Monate|Jahren?|Jahre|Stunden?)\b",
+    re.IGNORECASE,
+)
 _GERMAN_DATE = re.compile(r"\b(\d{1,2})\.(\d{1,2})\.(\d{4})\b")
 _TOKEN = re.compile(
     r"(?P<number>(?<![\w.,])-?\d+(?:[.,]\d+)?(?![\w]))|(?P<word>[^\W\d_][\w'-]*)|(?P<punct>[^\s\w])"
@@ -147,6 +165,8 @@ class _Item:
     start: int
     preferred: bool = True
     used: bool = False
+    #: Found in the evidence, not the question: usable only near a property's name there.
+    evidence: bool = False
 
 
 def _vocabulary_words(texts: Iterable[str]) -> set[str]:
@@ -183,7 +203,14 @@ def schema_vocabulary(schema: Any, depth: int = 0) -> list[str]:
 class QuestionValues:
     """The values a question offers, each used at most once."""
 
-    def __init__(self, question: str, vocabulary: Iterable[str], *, exclude: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        question: str,
+        vocabulary: Iterable[str],
+        *,
+        exclude: Sequence[str] = (),
+        evidence: str = "",
+    ) -> None:
         self.question = question
         self.vocabulary = _vocabulary_words(vocabulary)
         self.items: list[_Item] = []
@@ -193,6 +220,25 @@ class QuestionValues:
         self.claimed: set[int] = set()
         self._runs: list[list[_Item]] = []
         self._extract(question, {value.lower() for value in exclude})
+        # Evidence positions follow the question's, so that "near" compares within one text.
+        self._evidence = evidence
+        self._evidence_start = len(question) + 1
+        if evidence:
+            self._add_evidence(evidence)
+
+    def in_question(self, position: int) -> bool:
+        """Whether a position (from `keyword_position`) is in the question, not the evidence."""
+        return position < self._evidence_start
+
+    def _add_evidence(self, evidence: str) -> None:
+        found = QuestionValues(evidence, self.vocabulary)
+        durations = [
+            _Item("string", match.group(0), match.start()) for match in _DURATION.finditer(evidence)
+        ]
+        for item in [*found.items, *durations]:
+            item.start += self._evidence_start
+            item.evidence = True
+            self.items.append(item)
 
     # extraction
 
@@ -245,6 +291,15 @@ class QuestionValues:
                 previous_word, last_name = piece, None
                 continue
             lowered = piece.lower()
+            spoken = _NUMBER_WORDS.get(lowered)
+            if spoken is None and lowered in _ONE_WORDS and _UNIT_AFTER.match(text, match.end()):
+                spoken = 1
+            if spoken is not None:
+                item = _Item("number", spoken, match.start())
+                numbers.append(item)
+                events.append((match.start(), item))
+                sentence_start, previous_was_number, previous_word, last_name = False, True, piece, None
+                continue
             is_candidate = (
                 piece[0].isupper()
                 and not sentence_start
@@ -303,10 +358,11 @@ class QuestionValues:
         if isinstance(title, str):
             parts += [p for p in significant_words(title) if p not in parts]
         parts = [p for p in parts if p not in STOPWORDS]
-        for match in re.finditer(r"[^\W\d_]+", self.question):
-            word = match.group(0).lower()
-            if any(word == part or (len(part) >= 4 and word.startswith(part)) for part in parts):
-                return match.start()
+        for text, offset in ((self.question, 0), (self._evidence, self._evidence_start)):
+            for match in re.finditer(r"[^\W\d_]+", text):
+                word = match.group(0).lower()
+                if any(word == part or (len(part) >= 4 and word.startswith(part)) for part in parts):
+                    return offset + match.start()
         return None
 
     def take(
@@ -334,6 +390,9 @@ class QuestionValues:
             if close:
                 chosen = min(close, key=lambda item: (abs(item.start - near), item.start))
                 return self.use(chosen)
+        candidates = [item for item in candidates if not item.evidence]
+        if not candidates:
+            return MISSING
         preferred = [item for item in candidates if item.preferred]
         return self.use((preferred or candidates)[0])
 

@@ -73,12 +73,14 @@ _FORMAT_PLACEHOLDERS = {
 }
 
 
-def value_for_schema(schema: Mapping[str, Any], question: str) -> Any:
+def value_for_schema(schema: Mapping[str, Any], question: str, *, evidence: str = "") -> Any:
     """A value valid against the JSON schema `schema`, filled from `question` where the module's
     rules find a fitting value, with schema-valid defaults and placeholders otherwise.
+    `evidence` (the passages the answer cites) fills what the question does not name
+    (`question_values`).
 
     `$ref`s are resolved against `schema` itself (`#/$defs/…`, `#/definitions/…`, `#`)."""
-    pool = QuestionValues(question, schema_vocabulary(schema))
+    pool = QuestionValues(question, schema_vocabulary(schema), evidence=evidence)
     return ValueBuilder(schema, pool).value(schema, None, 0, optional=False)
 
 
@@ -224,7 +226,8 @@ class ValueBuilder:
         if kind in ("integer", "number"):
             return self.number_value(schema, kind == "integer", near, optional=optional)
         if kind == "boolean":
-            if near is not None and self.pool.claim(near):
+            # The evidence mentioning a word asserts nothing about it: only the question counts.
+            if near is not None and self.pool.in_question(near) and self.pool.claim(near):
                 return True
             default = schema.get("default")
             return default if isinstance(default, bool) else False

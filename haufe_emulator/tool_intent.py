@@ -132,14 +132,22 @@ def best_tool(question: str, tools: Sequence[Mapping[str, Any] | ToolSpec]) -> T
 
 
 def tool_calls_for(
-    question: str, tools: Sequence[Mapping[str, Any] | ToolSpec], tool_choice: Any = None
+    question: str,
+    tools: Sequence[Mapping[str, Any] | ToolSpec],
+    tool_choice: Any = None,
+    *,
+    evidence: str = "",
 ) -> list[PlannedToolCall]:
     """The tool calls answering `question`, or `[]` for a text answer.
 
     `tool_choice`: `None` or `"auto"` (call the tools the question asks for), `"none"` (never),
     `"required"` or `"any"` (the tools asked for, else the best-matching one), or a named
     function: `{"type": "function", "function": {"name": …}}`, `{"type": "tool", "name": …}` or
-    `{"name": …}` (that one; `ValueError` if it is not among `tools`)."""
+    `{"name": …}` (that one; `ValueError` if it is not among `tools`).
+
+    `evidence`: the passages the answer cites. A forced call is structured output (the caller
+    wants the answer in the tool's shape), so its arguments may come from them too; a call the
+    question asks for takes its arguments from the question alone."""
     specs = [tool_spec(tool) for tool in tools]
     mode, forced = _read_tool_choice(tool_choice)
     if mode == "none" or not specs:
@@ -152,10 +160,14 @@ def tool_calls_for(
         chosen = tools_asked_for(question, specs)
         if not chosen and mode == "required":
             chosen = [best_tool(question, specs)]
+    if mode not in ("required", "forced"):
+        evidence = ""
     if len(chosen) == 1:
-        return _calls_for_one_tool(question, chosen[0])
+        return _calls_for_one_tool(question, chosen[0], evidence)
     return [
-        PlannedToolCall(spec.name, _arguments(spec.parameters, question, _tool_vocabulary(spec)))
+        PlannedToolCall(
+            spec.name, _arguments(spec.parameters, question, _tool_vocabulary(spec), evidence=evidence)
+        )
         for spec in chosen
     ]
 
@@ -165,6 +177,8 @@ def calls_after_tool_results(
     tools: Sequence[Mapping[str, Any] | ToolSpec],
     tool_choice: Any,
     called: Iterable[str],
+    *,
+    evidence: str = "",
 ) -> list[PlannedToolCall]:
     """After tool results, `"auto"` answers with text, but a `tool_choice` of `"required"` (or
     `"any"`) or a named function still calls a tool, as the API's `tool_choice` says: the named
@@ -177,7 +191,7 @@ def calls_after_tool_results(
     if forced is None:
         done = set(called)
         specs = [spec for spec in specs if spec.name not in done] or specs
-    return tool_calls_for(question, specs, "required" if forced is None else tool_choice)
+    return tool_calls_for(question, specs, "required" if forced is None else tool_choice, evidence=evidence)
 
 
 def split_fragments(text: str, size: int) -> list[str]:
@@ -245,7 +259,7 @@ def _tool_vocabulary(spec: ToolSpec) -> list[str]:
     return [*CAMEL_BOUNDARY.sub(" ", spec.name).replace("_", " ").replace("-", " ").split(), spec.description]
 
 
-def _calls_for_one_tool(question: str, spec: ToolSpec) -> list[PlannedToolCall]:
+def _calls_for_one_tool(question: str, spec: ToolSpec, evidence: str = "") -> list[PlannedToolCall]:
     vocabulary = _tool_vocabulary(spec)
     primary = _primary_string_property(spec.parameters)
     if primary is not None:
@@ -266,7 +280,7 @@ def _calls_for_one_tool(question: str, spec: ToolSpec) -> list[PlannedToolCall]:
                 )
                 for value in values
             ]
-    return [PlannedToolCall(spec.name, _arguments(spec.parameters, question, vocabulary))]
+    return [PlannedToolCall(spec.name, _arguments(spec.parameters, question, vocabulary, evidence=evidence))]
 
 
 def _primary_string_property(parameters: Mapping[str, Any] | None) -> tuple[str, Mapping[str, Any]] | None:
@@ -312,10 +326,12 @@ def _arguments(
     *,
     fixed: Mapping[str, Any] | None = None,
     exclude: Sequence[str] = (),
+    evidence: str = "",
 ) -> dict[str, Any]:
     if not parameters:
         return {}
-    pool = QuestionValues(question, [*vocabulary, *schema_vocabulary(parameters)], exclude=exclude)
+    vocabulary = [*vocabulary, *schema_vocabulary(parameters)]
+    pool = QuestionValues(question, vocabulary, exclude=exclude, evidence=evidence)
     builder = ValueBuilder(parameters, pool)
     root = builder.resolve(parameters)
     if not isinstance(root.get("properties"), Mapping) and not root.get("required"):
