@@ -552,7 +552,11 @@ def plan_generation(
             choice = choice.model_dump()
         try:
             calls = calls_after_tool_results(
-                question, tools, choice, _tool_names(messages).values(), evidence=knowledge.evidence(question, history)
+                question,
+                tools,
+                choice,
+                _tool_names(messages).values(),
+                evidence=knowledge.evidence(question, history),
             )
         except UnsupportedSchema as exc:
             raise exc.at("body", "tools") from None

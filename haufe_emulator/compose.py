@@ -34,10 +34,11 @@ DISCLAIMER = "Bitte beachten Sie, dass dies keine Rechtsberatung im Einzelfall e
 NO_MATCH_INTENT = "Allgemeine Anfrage"
 
 # Folded first words of a question that asks yes or no ("Gilt ...?", "Darf ...?").
-_YES_NO_OPENERS = frozenset(
+_YES_NO_OPENER_TEXT = (
     "bin bekomme bekommt darf durfen gibt gilt gelten habe hat haben ist kann konnen muss mussen"
-    " sind steht stehen wird werden".split()
+    " sind steht stehen wird werden"
 )
+_YES_NO_OPENERS = frozenset(_YES_NO_OPENER_TEXT.split())
 # A sentence of statute text ends before a capital; "Abs. 1", "1. Januar", "Nr. 2." do not end one.
 _SENTENCE_END = re.compile(r"(?<=[a-zäöüß)])\.\s+(?=[A-ZÄÖÜ„])")
 _PARAGRAPH_MARK = re.compile(r"^\(\d+[a-z]?\)\s*")
@@ -59,7 +60,7 @@ def select_sources(
 
 
 def join_citations(sources: Sequence[Excerpt]) -> str:
-    """"§ 1 BGB", "§ 1 BGB und § 2 BGB", "§ 1 BGB, § 2 BGB und § 3 BGB"."""
+    """ "§ 1 BGB", "§ 1 BGB und § 2 BGB", "§ 1 BGB, § 2 BGB und § 3 BGB"."""
     citations = [source.citation for source in sources]
     if len(citations) == 1:
         return citations[0]
@@ -128,9 +129,7 @@ def compose_answer(question: str, sources: Sequence[Excerpt], history: Sequence[
     used = {first}
     if follow_up:  # the provision the earlier question was about, which the follow-up qualifies
         earlier = set(tokenize(" ".join(history)))
-        thread_source = next(
-            (s for s in rest if _about(s) & earlier and not _about(s) & set(asked)), None
-        )
+        thread_source = next((s for s in rest if _about(s) & earlier and not _about(s) & set(asked)), None)
         if thread_source is not None:
             sentences.append(f"Für Ihre vorherige Frage bleibt es dabei: {thread_source.summary}")
             used.add(thread_source)
@@ -187,7 +186,7 @@ def _arguments_of(function: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _call_label(result: ToolResult) -> str:
-    """"kuendigungsfrist (jahre: 8)": the call as a reader recognises it (scalar arguments only)."""
+    """ "kuendigungsfrist (jahre: 8)": the call as a reader recognises it (scalar arguments only)."""
     shown = [
         f"{key}: {value}"
         for key, value in result.arguments.items()
@@ -233,7 +232,9 @@ def related_sources(
     close = [
         excerpt
         for excerpt, score in ranked
-        if score >= threshold and excerpt not in named and (not result_words or _about(excerpt) & result_words)
+        if score >= threshold
+        and excerpt not in named
+        and (not result_words or _about(excerpt) & result_words)
     ]
     return [*named, *close][:maximum]
 

@@ -12,10 +12,8 @@ from typing import Any
 _TEXT_FIELDS = ("id", "law", "document_title", "section", "content", "summary")
 #: The legal position every excerpt states, unless an entry names its own `as_of` (ISO date).
 LEGAL_POSITION = date(2026, 1, 1)
-_MONTHS = (
-    "Januar", "Februar", "März", "April", "Mai", "Juni",
-    "Juli", "August", "September", "Oktober", "November", "Dezember",
-)
+_MONTH_NAMES = "Januar Februar März April Mai Juni Juli August September Oktober November Dezember"
+_MONTHS = _MONTH_NAMES.split()
 
 
 def german_date(day: date) -> str:

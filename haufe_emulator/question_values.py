@@ -124,9 +124,10 @@ _LIST_JOINERS = frozenset({",", "und", "and"})
 
 _QUOTED = re.compile(r"\"([^\"]+)\"|„([^“”\"]+)[“”\"]|»([^«]+)«|“([^”]+)”|(?<!\w)'([^']+)'(?!\w)")
 _ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+_NUMBER_WORD_TEXT = "zwei drei vier fünf sechs sieben acht neun zehn elf zwölf"
 _NUMBER_WORDS = {
-    "zwei": 2, "drei": 3, "vier": 4, "fünf": 5, "sechs": 6, "sieben": 7, "acht": 8, "neun": 9,
-    "zehn": 10, "elf": 11, "zwölf": 12, "fünfzehn": 15, "zwanzig": 20, "dreißig": 30,
+    **{word: value for value, word in enumerate(_NUMBER_WORD_TEXT.split(), start=2)},
+    **{"fünfzehn": 15, "zwanzig": 20, "dreißig": 30},
 }
 #: "ein", "eine", … are articles except before a unit ("einen Monat", "eine Woche").
 _ONE_WORDS = frozenset({"ein", "eine", "einen", "einem", "einer", "eines"})
@@ -232,9 +233,7 @@ class QuestionValues:
 
     def _add_evidence(self, evidence: str) -> None:
         found = QuestionValues(evidence, self.vocabulary)
-        durations = [
-            _Item("string", match.group(0), match.start()) for match in _DURATION.finditer(evidence)
-        ]
+        durations = [_Item("string", match.group(0), match.start()) for match in _DURATION.finditer(evidence)]
         for item in [*found.items, *durations]:
             item.start += self._evidence_start
             item.evidence = True

@@ -30,7 +30,8 @@ FOLLOW_UP_SHARE = 0.9
 # thread only settles near ties.
 NEW_TOPIC_SHARE = 0.2
 # Folded words by which a question points back to the conversation ("Gilt das auch ...?", "Und für ...?").
-_BACK_REFERENCES = frozenset("und das dies dafur dabei dann danach dort ebenfalls ebenso".split())
+_BACK_REFERENCE_TEXT = "und das dies dafur dabei dann danach dort ebenfalls ebenso"
+_BACK_REFERENCES = frozenset(_BACK_REFERENCE_TEXT.split())
 # Keywords are curated lay synonyms, so they count twice in an excerpt's text.
 KEYWORD_REPEAT = 2
 # Parts of a split compound ("Kündigungs|frist") count less in a question than the word itself.
@@ -125,7 +126,9 @@ class BM25Index:
         texts = [self._document_tokens(excerpt) for excerpt in self.excerpts]
         self._vocabulary = frozenset(token for tokens in texts for token in tokens)
         self._compound_parts: dict[str, tuple[str, ...]] = {}
-        documents = [[term for token in tokens for term in (token, *self._split_compound(token))] for tokens in texts]
+        documents = [
+            [term for token in tokens for term in (token, *self._split_compound(token))] for tokens in texts
+        ]
         self._retriever: Any = None
         if self.excerpts:
             self._retriever = _quiet_bm25s().BM25(k1=K1, b=B, method="lucene", backend="numpy")
