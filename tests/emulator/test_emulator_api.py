@@ -86,6 +86,25 @@ def test_a_follow_up_is_ranked_with_its_thread(http: httpx.Client) -> None:
     assert in_thread["thread_id"] == first["thread_id"] != alone["thread_id"]
 
 
+def test_follow_ups_in_a_thread_cite_what_answers_them_first(http: httpx.Client) -> None:
+    first = ask(http, QUESTION)
+    thread = first["thread_id"]
+    part_time = ask(http, "Gilt das auch für Teilzeitkräfte?", thread_id=thread)
+    mini_job = ask(http, "Und für Minijobber?", thread_id=thread)
+    assert first["sources"][0]["meta_data"]["section"] == "§ 622 Abs. 3"
+    assert part_time["sources"][0]["meta_data"]["section"] == "§ 4 Abs. 1"
+    assert mini_job["sources"][0]["meta_data"]["section"] == "§ 2 Abs. 2"
+    assert part_time["content"] != mini_job["content"]  # not the same Probezeit paragraph again
+    # the same questions in a second thread: the same answers, word for word
+    again = ask(http, QUESTION)
+    assert (
+        ask(http, "Gilt das auch für Teilzeitkräfte?", thread_id=again["thread_id"])["content"]
+        == (part_time["content"])
+    )
+    for source in part_time["sources"]:
+        assert source["content"].endswith("(Auszug, Stand: 1. Januar 2026)")
+
+
 def test_validation_errors_in_the_seed_shape(http: httpx.Client) -> None:
     response = http.post(CHAT, json={"messages": user(QUESTION)})
     assert response.status_code == 422

@@ -306,6 +306,24 @@ def test_response_format_json_schema_gives_json_valid_against_the_schema(http: h
     jsonschema.validate(value, schema)
 
 
+def test_response_format_takes_what_the_question_leaves_open_from_the_cited_passages(
+    http: httpx.Client,
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"frist": {"type": "string"}, "wochen": {"type": "integer"}},
+        "required": ["frist", "wochen"],
+    }
+    payload = body(
+        "Welche Kündigungsfrist gilt in der Probezeit?",
+        response_format={"type": "json_schema", "json_schema": {"name": "Frist", "schema": schema}},
+    )
+    stream_id = start(http, payload)
+    assert wait_finished(http, stream_id)["status"] == "completed"
+    # § 622 Abs. 3 BGB: "mit einer Frist von zwei Wochen" (issue 17: it was wochen=0)
+    assert json.loads(deltas(observe(http, stream_id)[1].events)) == {"frist": "zwei Wochen", "wochen": 2}
+
+
 def test_stream_false_sends_the_answer_as_one_delta_and_max_tokens_caps_it(http: httpx.Client) -> None:
     whole = start(http, body(stream=False))
     wait_finished(http, whole)

@@ -390,6 +390,32 @@ def test_results_of_parallel_calls_are_each_quoted(http: httpx.Client) -> None:
     assert body["choices"][0]["finish_reason"] == "stop"
 
 
+def test_a_notice_period_from_a_tool_cites_only_the_provisions_behind_it(http: httpx.Client) -> None:
+    messages: list[dict[str, Any]] = [
+        {
+            "role": "user",
+            "content": "Wie lang ist meine Kündigungsfrist nach 15 Jahren? Nutze kuendigungsfrist.",
+        },
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "kuendigungsfrist", "arguments": '{"jahre": 15}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "6 Monate zum Ende eines Kalendermonats"},
+    ]
+    text = post(http, {"messages": messages}).json()["choices"][0]["message"]["content"]
+    # Issue 17: it opened "Auf Grundlage der Werkzeugergebnisse: …" and cited § 613a BGB and § 14 TzBfG.
+    assert text.startswith("Das Werkzeug kuendigungsfrist (jahre: 15) ergibt: „6 Monate zum Ende")
+    assert "§ 622 Abs. 2 BGB" in text
+    assert "§ 613a" not in text and "TzBfG" not in text
+
+
 def test_parallel_calls_for_two_named_tools(http: httpx.Client) -> None:
     question = "Bitte get_weather für Köln und current_time aufrufen."
     stream_chunks = stream(http, {"messages": user(question), "tools": [WEATHER, CLOCK, LEAVE]})

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 
 import pytest
 
+from haufe_emulator.app import Knowledge
 from haufe_emulator.compose import (
     DISCLAIMER,
     NO_MATCH_ANSWER,
+    ToolResult,
     compose_answer,
     intent_for,
     select_sources,
 )
-from haufe_emulator.corpus import load_corpus, parse_corpus
+from haufe_emulator.corpus import Excerpt, load_corpus, parse_corpus
 from haufe_emulator.ranking import BM25Index, stem, tokenize
+from haufe_emulator.schema_values import value_for_schema
 
 LAWS = {
     "BGB": "Bürgerliches Gesetzbuch (BGB)",
@@ -275,3 +279,193 @@ def test_answer_leads_with_first_summary_and_ends_with_disclaimer() -> None:
 def test_intent_comes_from_top_source_keywords() -> None:
     sources = select_sources(index().rank(PROBEZEIT))
     assert intent_for(PROBEZEIT, sources) == "Kündigungsfrist Probezeit"
+
+
+# --- issue 17: follow-ups, composed answers, determinism, the corpus checked --------------
+
+# One thread: the Probezeit question, its follow-ups, then a question for each added topic; each
+# is asked with every earlier turn as history, and its first source is the one that answers it.
+THREAD = [
+    (PROBEZEIT, "bgb-622-3"),
+    ("Gilt das auch für Teilzeitkräfte?", "tzbfg-4-1"),
+    ("Und für Minijobber?", "tzbfg-2-2"),
+    ("Wie viel darf ich im Minijob verdienen?", "sgb4-8-1a"),
+    ("Wie hoch ist der Mindestlohn?", "milov5-1"),
+    ("Kann mir in der Elternzeit gekündigt werden?", "beeg-18-1"),
+    ("Was gilt, wenn ich im Urlaub krank werde?", "burlg-9"),
+    ("Kann ich meine Arbeitszeit auch nur für zwei Jahre verringern?", "tzbfg-9a-1"),
+    ("Was gilt bei Arbeit auf Abruf?", "tzbfg-12-1"),
+    ("Muss ich Überstunden machen?", "gewo-106"),
+    ("Kann ein Tarifvertrag andere Kündigungsfristen vorsehen?", "bgb-622-4"),
+    ("Darf im Arbeitsvertrag eine kürzere Kündigungsfrist vereinbart werden?", "bgb-622-5"),
+]
+
+
+@pytest.mark.parametrize("turn", range(len(THREAD)), ids=[question for question, _ in THREAD])
+def test_each_question_of_a_thread_cites_what_answers_it_first(turn: int) -> None:
+    question, expected = THREAD[turn]
+    history = [earlier for earlier, _ in THREAD[:turn]]
+    answer = Knowledge().answer(question, history)
+    assert answer.sources[0].id == expected
+    assert answer.sources[0].citation in answer.text
+
+
+def test_a_follow_up_is_answered_from_its_provision_and_tied_to_its_thread() -> None:
+    answer = Knowledge().answer("Gilt das auch für Teilzeitkräfte?", [PROBEZEIT])
+    assert answer.text.startswith("Für Ihre Nachfrage kommt es auf § 4 Abs. 1 TzBfG an. Danach dürfen")
+    assert "Für Ihre vorherige Frage bleibt es dabei: " in answer.text
+    assert "§ 622 Abs. 3 BGB zwei Wochen" in answer.text
+    assert {"bgb-622-3", "bgb-622-1"} <= {source.id for source in answer.sources}
+
+
+def test_answers_are_composed_from_their_passages_not_one_template() -> None:
+    knowledge = Knowledge()
+    questions = ("Wie hoch ist der Mindestlohn?", "Muss ich Überstunden machen?", PROBEZEIT)
+    openings = {" ".join(knowledge.answer(question).text.split()[:3]) for question in questions}
+    assert len(openings) == 3
+    overtime = knowledge.answer("Muss ich Überstunden machen?").text
+    assert overtime.startswith("Maßgeblich ist § 106 GewO. Danach bestimmt der Arbeitgeber")
+    # a sentence of the first passage, quoted as it stands in the statute
+    assert "Im Wortlaut: „Der Arbeitgeber kann Inhalt, Ort und Zeit der Arbeitsleistung" in overtime
+
+
+def test_the_same_input_gives_the_same_answer() -> None:
+    history = [PROBEZEIT, "Gilt das auch für Teilzeitkräfte?"]
+    first, second = Knowledge(), Knowledge()
+    for question in ("Und für Minijobber?", *MAIN_QUESTIONS):
+        a, b = first.answer(question, history), second.answer(question, history)
+        assert (a.text, [s.id for s in a.sources], a.intent) == (b.text, [s.id for s in b.sources], b.intent)
+
+
+def test_the_stemmer_is_snowball_german() -> None:
+    assert stem("kundigungsfristen") == "kundigungsfrist" and stem("arbeitszeiten") == "arbeitszeit"
+
+
+def test_after_tool_results_the_answer_uses_them_and_cites_only_related_provisions() -> None:
+    knowledge = Knowledge()
+    question = "Wie lang ist meine Kündigungsfrist nach 15 Jahren? Nutze kuendigungsfrist."
+    result = ToolResult("kuendigungsfrist", "6 Monate zum Ende eines Kalendermonats", {"jahre": 15})
+    text = knowledge.answer_after_tool_results(question, [], [result])
+    assert text.startswith(
+        "Das Werkzeug kuendigungsfrist (jahre: 15) ergibt: „6 Monate zum Ende eines Kalendermonats“."
+    )
+    assert "Rechtlich steht dahinter § 622 Abs. 2 BGB: " in text
+    assert "§ 613a" not in text and "TzBfG" not in text and "lieferte" not in text
+    # a provision a result names is cited first; nothing from the corpus where nothing fits
+    named = ToolResult("kuendigungsfrist", "drei Monate zum Ende eines Kalendermonats (§ 622 Abs. 2 BGB)")
+    assert "dahinter § 622 Abs. 2 BGB" in knowledge.answer_after_tool_results("Frist?", [], [named])
+    weather = ToolResult("get_weather", "In Köln ist es sonnig bei 21 Grad.", {"city": "Köln"})
+    assert knowledge.answer_after_tool_results("Wetter in Köln?", [], [weather]) == (
+        "Das Werkzeug get_weather (city: Köln) meldet: In Köln ist es sonnig bei 21 Grad."
+    )
+
+
+def test_structured_output_takes_values_from_the_cited_passages() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"frist": {"type": "string"}, "wochen": {"type": "integer"}},
+        "required": ["frist", "wochen"],
+    }
+    question = "Welche Kündigungsfrist gilt in der Probezeit?"
+    assert value_for_schema(schema, question) == {"frist": "Kündigungsfrist", "wochen": 0}
+    evidence = Knowledge().evidence(question)
+    assert value_for_schema(schema, question, evidence=evidence) == {"frist": "zwei Wochen", "wochen": 2}
+    # the question's own values come first; number words count as numbers
+    jahre = {"type": "object", "properties": {"jahre": {"type": "integer"}}, "required": ["jahre"]}
+    assert value_for_schema(jahre, "Frist nach zwei Jahren?", evidence=evidence) == {"jahre": 2}
+    assert value_for_schema(jahre, "Frist nach 8 Jahren?", evidence=evidence) == {"jahre": 8}
+
+
+def excerpt(excerpt_id: str) -> Excerpt:
+    return next(e for e in load_corpus() if e.id == excerpt_id)
+
+
+# (excerpt, wording it must contain) for each correction of the check against the statutes.
+CORRECTED_WORDING = [
+    (
+        "bgb-630",
+        "Das Zeugnis kann mit Einwilligung des Verpflichteten in elektronischer Form erteilt werden.",
+    ),
+    ("bgb-630", "auf die Leistungen und die Führung im Dienst zu erstrecken"),
+    (
+        "entgfg-5-1a",
+        "ärztlich feststellen und sich eine ärztliche Bescheinigung nach Absatz 1 Satz 2 oder 4 aushändigen "
+        "zu lassen.",
+    ),
+    ("muschg-3-2", "bis zum Ablauf von acht Wochen nach der Entbindung nicht beschäftigen"),
+    (
+        "muschg-3-2",
+        "Nach Satz 2 Nummer 3 verlängert sich die Schutzfrist nach der Entbindung nur, wenn die Frau",
+    ),
+    ("bgb-613a-1", "Satz 2 gilt nicht, wenn die Rechte und Pflichten bei dem neuen Inhaber"),
+    ("bgb-613a-1", "Vor Ablauf der Frist nach Satz 2 können die Rechte und Pflichten geändert werden"),
+    (
+        "kschg-1-3",
+        "Der Arbeitnehmer hat die Tatsachen zu beweisen, die die Kündigung als sozial ungerechtfertigt",
+    ),
+    ("tzbfg-14-2", "können nicht tarifgebundene Arbeitgeber und Arbeitnehmer die Anwendung der tariflichen"),
+    ("tzbfg-8-4", "Die Ablehnungsgründe können durch Tarifvertrag festgelegt werden."),
+    ("muschg-17-1", "Die Sätze 1 und 2 gelten entsprechend für Vorbereitungsmaßnahmen des Arbeitgebers"),
+    ("kschg-23-1", "Die Vorschriften des Ersten Abschnitts gelten mit Ausnahme der §§ 4 bis 7"),
+    ("kschg-23-1", "bis zur Beschäftigung von in der Regel zehn Arbeitnehmern nicht zu berücksichtigen"),
+    ("milov5-1", "ab 1. Januar 2026 13,90 Euro brutto je Zeitstunde, 2. ab 1. Januar 2027 14,60 Euro"),
+    (
+        "bgb-622-4",
+        "Von den Absätzen 1 bis 3 abweichende Regelungen können durch Tarifvertrag vereinbart werden.",
+    ),
+    ("bgb-622-5", "Einzelvertraglich kann eine kürzere als die in Absatz 1 genannte Kündigungsfrist"),
+]
+REMOVED_WORDING = [
+    ("bgb-630", "Die Erteilung des Zeugnisses in elektronischer Form ist ausgeschlossen."),
+    ("bgb-630", "im Dienste"),
+    ("entgfg-5-1a", "feststellen zu lassen und"),
+    ("muschg-3-2", "bis zum Ende einer Schutzfrist von acht Wochen"),
+    ("kschg-23-1", "bis zum Erreichen von zehn Arbeitnehmern"),
+    ("kschg-23-1", "Abschnitts mit Ausnahme der §§ 4 bis 7 und des § 13 Abs. 1 Satz 1 und 2 gelten nicht"),
+]
+
+
+@pytest.mark.parametrize(("excerpt_id", "wording"), CORRECTED_WORDING)
+def test_corrected_wording_is_in_the_corpus(excerpt_id: str, wording: str) -> None:
+    assert wording in excerpt(excerpt_id).content
+
+
+@pytest.mark.parametrize(("excerpt_id", "wording"), REMOVED_WORDING)
+def test_outdated_wording_is_gone(excerpt_id: str, wording: str) -> None:
+    assert wording not in excerpt(excerpt_id).content
+
+
+def test_summaries_state_the_current_law() -> None:
+    certificate = excerpt("entgfg-5-1")
+    assert "seit 1. Januar 2023" in certificate.summary and "privat Versicherte" in certificate.summary
+    assert "Minijobber in Privathaushalten" in certificate.summary and "elektronisch" in certificate.summary
+    assert certificate.content.endswith("[…]")  # Satz 5 is left out, and says so
+    maternity = excerpt("muschg-3-2").summary
+    assert "nur auf Antrag" in maternity and "Fehlgeburt" in maternity
+    assert all(week in maternity for week in ("13.", "17.", "20."))
+    assert (
+        "seit 1. Januar 2025" in excerpt("bgb-630").summary and "elektronisch" in excerpt("bgb-630").summary
+    )
+    assert "603 Euro" in excerpt("sgb4-8-1a").summary
+
+
+def test_every_source_says_it_is_an_excerpt_and_its_stand() -> None:
+    for each in load_corpus():
+        content = each.to_source()["content"]
+        assert content.startswith(each.content) and content.endswith(" (Auszug, Stand: 1. Januar 2026)")
+    with pytest.raises(ValueError, match="'as_of' must be an ISO date"):
+        parse_corpus([{**json.loads(json.dumps(excerpt_entry())), "as_of": "1.1.2026"}])
+    later = parse_corpus([{**excerpt_entry(), "as_of": "2027-01-01"}])[0]
+    assert later.to_source()["content"].endswith("(Auszug, Stand: 1. Januar 2027)")
+
+
+def excerpt_entry() -> dict[str, object]:
+    return {
+        "id": "x-1",
+        "law": "BGB",
+        "document_title": "Bürgerliches Gesetzbuch (BGB)",
+        "section": "§ 1",
+        "content": "§ 1 BGB: Text.",
+        "summary": "Nach § 1 BGB gilt etwas.",
+        "keywords": ["a"],
+    }

@@ -85,6 +85,21 @@ def test_every_structured_entry_point_fills_every_field(
     assert result.frist and isinstance(result.wochen, int)
 
 
+@pytest.mark.parametrize("method", ["function_calling", "json_schema"])
+def test_values_the_question_leaves_open_come_from_the_cited_passages(
+    emulator: EmulatorServer, method: str
+) -> None:
+    llm = HaufeCopilot(
+        api_key=SESSION_API_KEY,
+        base_url=emulator.url,
+        assistant_id=ASSISTANT_ID,
+        structured_output_method=method,  # type: ignore[arg-type]
+    )
+    result = llm.structured_predict(Kuendigungsfrist, PROMPT, gesetz="BGB")
+    # § 622 Abs. 3 BGB: "mit einer Frist von zwei Wochen" (issue 17: it was wochen=0)
+    assert result == Kuendigungsfrist(frist="zwei Wochen", wochen=2)
+
+
 def test_a_streamed_tool_call_carries_additional_kwargs_tool_calls_as_the_openai_llm_does(
     emulator: EmulatorServer,
 ) -> None:
