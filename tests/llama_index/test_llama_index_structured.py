@@ -69,17 +69,21 @@ async def _last_of_astream(started: Any) -> Any:
     return await _last(await started)
 
 
-@pytest.mark.parametrize("method", ["function_calling", "json_schema"])
-@pytest.mark.parametrize("entry_point", list(ENTRY_POINTS))
-def test_every_structured_entry_point_fills_every_field(
-    emulator: EmulatorServer, entry_point: str, method: str
-) -> None:
-    llm = HaufeCopilot(
+def structured_llm(emulator: EmulatorServer, method: str) -> HaufeCopilot:
+    return HaufeCopilot(
         api_key=SESSION_API_KEY,
         base_url=emulator.url,
         assistant_id=ASSISTANT_ID,
         structured_output_method=method,  # type: ignore[arg-type]
     )
+
+
+@pytest.mark.parametrize("method", ["function_calling", "json_schema"])
+@pytest.mark.parametrize("entry_point", list(ENTRY_POINTS))
+def test_every_structured_entry_point_fills_every_field(
+    emulator: EmulatorServer, entry_point: str, method: str
+) -> None:
+    llm = structured_llm(emulator, method)
     result = ENTRY_POINTS[entry_point](llm)
     assert isinstance(result, Kuendigungsfrist), result
     assert result.frist and isinstance(result.wochen, int)
@@ -89,12 +93,7 @@ def test_every_structured_entry_point_fills_every_field(
 def test_values_the_question_leaves_open_come_from_the_cited_passages(
     emulator: EmulatorServer, method: str
 ) -> None:
-    llm = HaufeCopilot(
-        api_key=SESSION_API_KEY,
-        base_url=emulator.url,
-        assistant_id=ASSISTANT_ID,
-        structured_output_method=method,  # type: ignore[arg-type]
-    )
+    llm = structured_llm(emulator, method)
     result = llm.structured_predict(Kuendigungsfrist, PROMPT, gesetz="BGB")
     # § 622 Abs. 3 BGB: "mit einer Frist von zwei Wochen" (issue 17: it was wochen=0)
     assert result == Kuendigungsfrist(frist="zwei Wochen", wochen=2)
