@@ -224,9 +224,15 @@ def related_sources(
     """The provisions a tool answer may cite: those the results name ("§ 622 Abs. 2 BGB"), then
     the best-ranked ones that share words with the results and score close to the best."""
     said = " ".join(result.content for result in results)
-    named = [excerpt for excerpt, _ in ranked if excerpt.citation in said]
+    # in the order the results name them
+    positions: dict[Excerpt, int] = {}
+    for excerpt, _ in ranked:
+        found = re.search(re.escape(excerpt.citation) + r"(?!\w)", said)
+        if found is not None:
+            positions[excerpt] = found.start()
+    named = sorted(positions, key=positions.__getitem__)
     if not ranked:
-        return named[:maximum]
+        return []
     threshold = ranked[0][1] * RELATED_CUTOFF
     result_words = set(tokenize(said))
     close = [
