@@ -39,8 +39,9 @@ _YES_NO_OPENER_TEXT = (
     " sind steht stehen wird werden"
 )
 _YES_NO_OPENERS = frozenset(_YES_NO_OPENER_TEXT.split())
-# A sentence of statute text ends before a capital; "Abs. 1", "1. Januar", "Nr. 2." do not end one.
-_SENTENCE_END = re.compile(r"(?<=[a-zäöüß)])\.\s+(?=[A-ZÄÖÜ„])")
+# A sentence of statute text ends before a capital or a paragraph mark "(2)"; "Abs. 1", "1. Januar"
+# and "Nr. 2." do not end one.
+_SENTENCE_END = re.compile(r"(?<=[a-zäöüß)])\.\s+(?=[A-ZÄÖÜ„]|\(\d)")
 _PARAGRAPH_MARK = re.compile(r"^\(\d+[a-z]?\)\s*")
 
 
