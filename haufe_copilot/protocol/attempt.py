@@ -17,13 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 
-from haufe_copilot.errors import APIConnectionError, APIError, APIStatusError, ResponseTooLargeError
+from haufe_copilot.errors import APIError, ResponseTooLargeError
 from haufe_copilot.protocol.assistant import RequestSpec, StreamFormat, check_stream_end
 from haufe_copilot.protocol.deadline import Deadline, ReadGuard
+
+if TYPE_CHECKING:
+    # Only its pure half is asked (configuration, the error mapping, the retry rule): no I/O.
+    from haufe_copilot.transport.base_client import BaseClient as Policy
 
 __all__ = [
     "CUT_SLACK",
@@ -112,37 +116,6 @@ class Raw(Generic[T]):
     response: httpx.Response
     content: bytes
     parsed: T
-
-
-class Policy(Protocol):
-    """What the flow asks of the client: configuration and the pure halves of `BaseClient`."""
-
-    @property
-    def _settings(self) -> CallSettings: ...
-
-    def _attempt_timeout(self, timeout: httpx.Timeout | None, deadline: Deadline | None) -> httpx.Timeout: ...
-
-    def _url(self, spec: RequestSpec) -> str: ...
-
-    def _static_bearer(self, spec: RequestSpec) -> str | None: ...
-
-    def _checked_token(self, token: object) -> str: ...
-
-    def _status_error(self, response: httpx.Response, body: bytes) -> APIStatusError: ...
-
-    def _transport_error(
-        self, exc: httpx.TransportError, spec: RequestSpec, deadline: Deadline | None
-    ) -> APIConnectionError: ...
-
-    def _retry_delay(
-        self,
-        error: APIError,
-        spec: RequestSpec,
-        retries_done: int,
-        *,
-        answered: bool,
-        deadline: Deadline | None = None,
-    ) -> float | None: ...
 
 
 @dataclass(frozen=True, slots=True)

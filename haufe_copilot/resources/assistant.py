@@ -98,7 +98,7 @@ class Assistant(Resource):
         """Ask and stream the answer as NDJSON chunks (`POST /agents/v1/chat/completions/stream`).
 
         Returns an iterator that is also a context manager; the request has been sent and
-        answered when it returns (docs/streaming.md). Sources may come on any chunk (the
+        answered when it returns (docs/errors.md). Sources may come on any chunk (the
         service sends them on the last). The stream ends with `APITimeoutError` (`.partial`:
         the text so far) once no chunk has come for the read timeout (keep-alives do not count)
         or once `deadline` has passed.
@@ -126,7 +126,7 @@ class AsyncAssistant(Resource):
 
     def stream(self, **request: Unpack[AssistantRequest]) -> AsyncAssistantStream:
         """Stream the answer: `async for chunk in client.assistant.stream(...)`; `await` it to
-        send the request first (docs/streaming.md)."""
+        send the request first (docs/errors.md)."""
         return AsyncAssistantStream(self._client._iterate(assistant_call(self._client, request, stream=True)))
 
     @property

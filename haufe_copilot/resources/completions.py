@@ -86,7 +86,7 @@ class Completions(Resource):
         `session_id`) plus `extra_body`, `extra_headers`, `extra_query`, `timeout` and
         `deadline` (the most the whole call may take, in seconds; default the client's).
         `stream=True` returns the SSE chunks (the last before `[DONE]` carries `usage`), the
-        request sent and answered (docs/streaming.md).
+        request sent and answered (docs/errors.md).
         The service calls tools only over SSE, so with `tools` and `stream=False` this streams
         and assembles the answer for you: the result is the same `ChatCompletion`, tool calls
         included; like every answer, it is bounded by `max_response_bytes`. A missing

@@ -295,7 +295,7 @@ class Streams(Resource):
         so nothing is lost or repeated. A connection that brings no event for the read timeout
         (keep-alives do not count) is re-attached the same way; `deadline` (seconds; default
         the client's) bounds the whole, re-attachments included, and ends it with
-        `APITimeoutError`. The first attachment is made when this returns (docs/streaming.md).
+        `APITimeoutError`. The first attachment is made when this returns (docs/errors.md).
         """
         return Stream(self._events(_Attachments(self._client, stream_id, options)))
 

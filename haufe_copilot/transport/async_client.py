@@ -16,21 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import httpx
 
 from haufe_copilot import rate_limit
+from haufe_copilot.protocol import attempt
 from haufe_copilot.protocol.assistant import RequestSpec
-from haufe_copilot.protocol.attempt import (
-    Call,
-    Close,
-    CutShort,
-    Finished,
-    Opened,
-    Raw,
-    Read,
-    Send,
-    Sleep,
-    Step,
-    Stepper,
-    call_flow,
-)
 from haufe_copilot.protocol.content_decoding import aiter_decoded
 from haufe_copilot.resources.assistant import AsyncAssistant
 from haufe_copilot.resources.completions import AsyncCompletions
@@ -283,27 +270,27 @@ class AsyncHaufeCopilotClient(BaseClient):
     async def _http(self) -> httpx.AsyncClient:
         return self._given_http if self._given_http is not None else await self._pools.get()
 
-    async def _request(self, call: Call[T]) -> T:
+    async def _request(self, call: attempt.Call[T]) -> T:
         """A blocking call: its result."""
         async with aclosing(self._drive(call)) as steps:
             async for raw in steps:
-                if isinstance(raw, Raw):
+                if isinstance(raw, attempt.Raw):
                     return cast("T", self._parsed(raw))
         raise AssertionError("the flow of a blocking call ended without its result")  # pragma: no cover
 
-    def _iterate(self, call: Call[T]) -> AsyncGenerator[T | Opened, None]:
+    def _iterate(self, call: attempt.Call[T]) -> AsyncGenerator[T | attempt.Opened, None]:
         """A stream: `Opened` once its 2xx status has arrived, then its items."""
         return self._drive(call)
 
-    async def _drive(self, call: Call[Any]) -> AsyncGenerator[Any, None]:
+    async def _drive(self, call: attempt.Call[Any]) -> AsyncGenerator[Any, None]:
         """Run the call's flow: do each step it yields (cut short at its `within`), hand on
         everything else."""
-        flow = call_flow(self, call, cuts=True)
+        flow = attempt.call_flow(self, call, cuts=True)
         exchange = _AsyncExchange(self, call.spec)
-        stepper = Stepper(flow)
+        stepper = attempt.Stepper(flow)
         try:
-            while not isinstance(step := stepper.next(), Finished):
-                if not isinstance(step, Step):
+            while not isinstance(step := stepper.next(), attempt.Finished):
+                if not isinstance(step, attempt.Step):
                     yield step
                     continue
                 within = getattr(step, "within", None)
@@ -312,7 +299,7 @@ class AsyncHaufeCopilotClient(BaseClient):
                         exchange.do(step) if within is None else _within(exchange.do(step), within)
                     )
                 except asyncio.TimeoutError:
-                    stepper.failure = CutShort()
+                    stepper.failure = attempt.CutShort()
                 except Exception as exc:  # the flow decides: it raises what it does not handle
                     stepper.failure = exc
         finally:
@@ -346,23 +333,23 @@ class _AsyncExchange:
         self.response: httpx.Response | None = None
         self.chunks: AsyncIterator[bytes] | None = None
 
-    async def do(self, step: Step) -> Any:
+    async def do(self, step: attempt.Step) -> Any:
         kind = type(step)
-        if kind is Read:
+        if kind is attempt.Read:
             try:
                 return await anext(self.chunks)  # type: ignore[arg-type]  # a Read follows a Send
             except StopAsyncIteration:
                 return None
-        if kind is Send:
-            assert isinstance(step, Send)
+        if kind is attempt.Send:
+            assert isinstance(step, attempt.Send)
             await self.close()
             http = await self.client._http()
             self.response = await self.client._send(http, self.spec, step.timeout, step.token)
             self.chunks = aiter_decoded(self.response)
             return self.response
-        if kind is Close:
+        if kind is attempt.Close:
             await self.close()
-        elif isinstance(step, Sleep):
+        elif isinstance(step, attempt.Sleep):
             await asyncio.sleep(step.seconds)
         else:
             return await self.client._provided_token()

@@ -13,20 +13,8 @@ import httpx
 
 from haufe_copilot import rate_limit
 from haufe_copilot.errors import ConfigurationError
+from haufe_copilot.protocol import attempt
 from haufe_copilot.protocol.assistant import RequestSpec
-from haufe_copilot.protocol.attempt import (
-    Call,
-    Close,
-    Finished,
-    Opened,
-    Raw,
-    Read,
-    Send,
-    Sleep,
-    Step,
-    Stepper,
-    call_flow,
-)
 from haufe_copilot.protocol.content_decoding import iter_decoded
 from haufe_copilot.resources.assistant import Assistant
 from haufe_copilot.resources.completions import Completions
@@ -113,26 +101,26 @@ class HaufeCopilotClient(BaseClient):
 
     # -- I/O: all this client adds to the flow of a call (haufe_copilot.protocol.attempt) ------
 
-    def _request(self, call: Call[T]) -> T:
+    def _request(self, call: attempt.Call[T]) -> T:
         """A blocking call: its result."""
         with closing(self._drive(call)) as steps:
             for raw in steps:
-                if isinstance(raw, Raw):
+                if isinstance(raw, attempt.Raw):
                     return cast("T", self._parsed(raw))
         raise AssertionError("the flow of a blocking call ended without its result")  # pragma: no cover
 
-    def _iterate(self, call: Call[T]) -> Generator[T | Opened, None, None]:
+    def _iterate(self, call: attempt.Call[T]) -> Generator[T | attempt.Opened, None, None]:
         """A stream: `Opened` once its 2xx status has arrived, then its items."""
         return self._drive(call)
 
-    def _drive(self, call: Call[Any]) -> Generator[Any, None, None]:
+    def _drive(self, call: attempt.Call[Any]) -> Generator[Any, None, None]:
         """Run the call's flow: do each step it yields, hand on everything else."""
-        flow = call_flow(self, call, cuts=False)
+        flow = attempt.call_flow(self, call, cuts=False)
         exchange = _Exchange(self, call.spec)
-        stepper = Stepper(flow)
+        stepper = attempt.Stepper(flow)
         try:
-            while not isinstance(step := stepper.next(), Finished):
-                if not isinstance(step, Step):
+            while not isinstance(step := stepper.next(), attempt.Finished):
+                if not isinstance(step, attempt.Step):
                     yield step
                     continue
                 try:
@@ -176,19 +164,19 @@ class _Exchange:
         self.response: httpx.Response | None = None
         self.chunks: Iterator[bytes] = iter(())
 
-    def do(self, step: Step) -> Any:
+    def do(self, step: attempt.Step) -> Any:
         kind = type(step)
-        if kind is Read:
+        if kind is attempt.Read:
             return next(self.chunks, None)
-        if kind is Send:
-            assert isinstance(step, Send)
+        if kind is attempt.Send:
+            assert isinstance(step, attempt.Send)
             self.close()
             self.response = self.client._send(self.spec, step.timeout, step.token)
             self.chunks = iter_decoded(self.response)
             return self.response
-        if kind is Close:
+        if kind is attempt.Close:
             self.close()
-        elif isinstance(step, Sleep):
+        elif isinstance(step, attempt.Sleep):
             time.sleep(step.seconds)
         else:
             return self.client._provided_token()

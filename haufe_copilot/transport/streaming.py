@@ -1,6 +1,6 @@
 """Stream objects: iterators that are also context managers, and close their connection early.
 
-When a stream sends its request (the one rule, docs/streaming.md): at once, as `openai` does. A
+When a stream sends its request (the one rule; docs/errors.md): at once, as `openai` does. A
 sync stream has sent it and received the answer's 2xx status when the call returns, so a 401,
 a 429 past its retries or a refused connection is raised by the call itself, never by the first
 `next()`. An async stream sends it when first awaited: `await client.completions.create(...,
