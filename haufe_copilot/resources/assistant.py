@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypedDict
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from haufe_copilot.protocol.assistant import (
     ASSISTANT_STREAM,
@@ -14,7 +12,7 @@ from haufe_copilot.protocol.assistant import (
     parse_answer,
 )
 from haufe_copilot.protocol.attempt import Call
-from haufe_copilot.resources.base import Resource, async_raw_response, call_of, raw_response
+from haufe_copilot.resources.base import RequestOptions, Resource, call_of
 from haufe_copilot.transport.base_client import BaseClient
 from haufe_copilot.transport.streaming import AsyncStream, Stream
 from haufe_copilot.types.assistant import AssistantAnswer, StreamChunk, answer_from_chunks
@@ -28,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["Assistant", "AssistantRequest", "AssistantStream", "AsyncAssistant", "AsyncAssistantStream"]
 
 
-class AssistantRequest(TypedDict, total=False):
+class AssistantRequest(RequestOptions, total=False):
     """The arguments of `chat()` and `stream()`.
 
     Without `thread_id` the server opens a new thread (its id is on the answer); with it,
@@ -41,11 +39,6 @@ class AssistantRequest(TypedDict, total=False):
     messages: Required[Sequence[MessageInput]]
     user_id: str | None
     thread_id: str | None
-    extra_body: Mapping[str, Any] | None
-    extra_headers: Mapping[str, str] | None
-    extra_query: Mapping[str, str] | None
-    timeout: float | httpx.Timeout | None
-    deadline: float | None
 
 
 def assistant_call(client: BaseClient, request: Mapping[str, Any], *, stream: bool) -> Call[Any]:
@@ -86,6 +79,7 @@ class Assistant(Resource):
     """The Assistant API: answers with sources, conversations kept on the server as threads."""
 
     __slots__ = ()
+    blocking = ("chat",)
     _client: HaufeCopilotClient
 
     def chat(self, **request: Unpack[AssistantRequest]) -> AssistantAnswer:
@@ -105,16 +99,12 @@ class Assistant(Resource):
         """
         return AssistantStream(self._client._iterate(assistant_call(self._client, request, stream=True)))
 
-    @property
-    def with_raw_response(self) -> AssistantWithRawResponse:
-        """`chat()` returning the `RawResponse` (status, headers, `request_id`, `parse()`)."""
-        return AssistantWithRawResponse(self)
-
 
 class AsyncAssistant(Resource):
     """The Assistant API, asynchronously (see `Assistant`)."""
 
     __slots__ = ()
+    blocking = ("chat",)
     _client: AsyncHaufeCopilotClient
 
     async def chat(self, **request: Unpack[AssistantRequest]) -> AssistantAnswer:
@@ -128,18 +118,3 @@ class AsyncAssistant(Resource):
         """Stream the answer: `async for chunk in client.assistant.stream(...)`; `await` it to
         send the request first (docs/errors.md)."""
         return AsyncAssistantStream(self._client._iterate(assistant_call(self._client, request, stream=True)))
-
-    @property
-    def with_raw_response(self) -> AsyncAssistantWithRawResponse:
-        """`chat()` returning the `RawResponse` (status, headers, `request_id`, `parse()`)."""
-        return AsyncAssistantWithRawResponse(self)
-
-
-class AssistantWithRawResponse:
-    def __init__(self, assistant: Assistant) -> None:
-        self.chat = raw_response(assistant.chat)
-
-
-class AsyncAssistantWithRawResponse:
-    def __init__(self, assistant: AsyncAssistant) -> None:
-        self.chat = async_raw_response(assistant.chat)

@@ -8,13 +8,14 @@ resources only run it (`run_flow`, `arun_flow`).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, overload
 
 import httpx
 
-from haufe_copilot.errors import APIError
+from haufe_copilot.errors import APIError, InvalidRequestError
 from haufe_copilot.protocol.attempt import Call, Finished, Raw, Stepper
 from haufe_copilot.transport.base_client import RAW_RESPONSES, validate_timeout
 
@@ -25,20 +26,74 @@ if TYPE_CHECKING:
 
     P = ParamSpec("P")
 
-__all__ = ["RawResponse", "Resource", "arun_flow", "call_of", "run_flow"]
+__all__ = [
+    "CallOptions",
+    "RawResponse",
+    "RequestOptions",
+    "Resource",
+    "WithRawResponse",
+    "arun_flow",
+    "call_of",
+    "made_on_access",
+    "run_flow",
+]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 Flow = Generator[Call[Any], Any, T]
 
 
+class CallOptions(TypedDict, total=False):
+    """Per-call transport options: `timeout` bounds each network operation, `deadline` (seconds;
+    default the client's) the whole call, retries included."""
+
+    timeout: float | httpx.Timeout | None
+    deadline: float | None
+
+
+class RequestOptions(CallOptions, total=False):
+    """What every request may add: fields, headers and query parameters beyond the documented."""
+
+    extra_body: Mapping[str, Any] | None
+    extra_headers: Mapping[str, str] | None
+    extra_query: Mapping[str, str] | None
+
+
 class Resource:
-    """A group of endpoints of one client (each subclass names the client's type)."""
+    """A group of endpoints of one client (each subclass names the client's type); `blocking`:
+    the methods `with_raw_response` has."""
 
     __slots__ = ("_client",)
+    blocking: tuple[str, ...] = ()
 
     def __init__(self, client: BaseClient) -> None:
         self._client = client
+
+    @property
+    def with_raw_response(self) -> WithRawResponse:
+        """The blocking methods returning the `RawResponse` (status, headers, `request_id`,
+        `parse()`): `client.assistant.with_raw_response.chat(...)`."""
+        return WithRawResponse(self)
+
+
+class made_on_access(Generic[R]):
+    """A class attribute that makes `kind(instance)` on each access (a resource of a client, a
+    resource's `with_raw_response`). Made rather than kept: kept, it would tie its owner into a
+    reference cycle, and a client dropped without close() would then wait for the cyclic garbage
+    collector, which may finalise its sockets before the client closes them."""
+
+    def __init__(self, kind: Callable[[Any], R]) -> None:
+        self.kind = kind
+        self.__doc__ = kind.__doc__
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> made_on_access[R]: ...
+    @overload
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> R: ...
+
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> R | made_on_access[R]:
+        return self if instance is None else self.kind(instance)
 
 
 def call_of(client: BaseClient, spec: Any, options: Mapping[str, Any], **reading: Any) -> Call[Any]:
@@ -123,6 +178,11 @@ def _capturing() -> Iterator[list[Raw[Any]]]:
 
 
 def _answer(captured: list[Raw[Any]], parsed: T) -> RawResponse[T]:
+    if not captured:
+        raise InvalidRequestError(
+            "with_raw_response is for blocking calls; a stream has its own: stream.response, "
+            "stream.request_id."
+        )
     # The last answer is the one the result came from (a start that met a 409 asks for the status).
     raw = captured[-1]
     return RawResponse(Raw(raw.response, raw.content, parsed))
@@ -148,3 +208,22 @@ def async_raw_response(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitab
         return _answer(captured, parsed)
 
     return with_raw_response
+
+
+class WithRawResponse:
+    """`resource.with_raw_response.<method>(...)`: each blocking method of the resource, returning
+    its `RawResponse` (awaitable on an async resource) instead of its result."""
+
+    __slots__ = ("_resource",)
+
+    def __init__(self, resource: Resource) -> None:
+        self._resource = resource
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in type(self._resource).blocking:
+            raise AttributeError(
+                f"with_raw_response has {', '.join(type(self._resource).blocking)}, not {name!r} "
+                "(a stream has its response itself: stream.response, stream.request_id)."
+            )
+        method = getattr(self._resource, name)
+        return async_raw_response(method) if inspect.iscoroutinefunction(method) else raw_response(method)

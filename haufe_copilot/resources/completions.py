@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, overload
-
-import httpx
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from haufe_copilot.protocol.attempt import Call
 from haufe_copilot.protocol.platform import (
@@ -14,7 +12,7 @@ from haufe_copilot.protocol.platform import (
     completion_from_chunks,
     parse_completion,
 )
-from haufe_copilot.resources.base import Resource, async_raw_response, call_of, raw_response
+from haufe_copilot.resources.base import RequestOptions, Resource, call_of
 from haufe_copilot.transport.base_client import BaseClient
 from haufe_copilot.transport.streaming import AsyncStream, Stream
 from haufe_copilot.types.completions import ChatCompletion, ChatCompletionChunk
@@ -28,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncCompletions", "CompletionOptions", "Completions"]
 
 
-class CompletionOptions(TypedDict, total=False):
+class CompletionOptions(RequestOptions, total=False):
     """The optional fields of the completions API (docs/contract.md), and per-call transport options."""
 
     model: str | None
@@ -42,11 +40,6 @@ class CompletionOptions(TypedDict, total=False):
     tools: Sequence[Mapping[str, Any]] | None
     tool_choice: Any
     session_id: str | None
-    extra_body: Mapping[str, Any] | None
-    extra_headers: Mapping[str, str] | None
-    extra_query: Mapping[str, str] | None
-    timeout: float | httpx.Timeout | None
-    deadline: float | None
 
 
 def completion_call(
@@ -65,6 +58,7 @@ class Completions(Resource):
     """Chat completions with tools, OpenAI-compatible; no assistant, threads or sources."""
 
     __slots__ = ()
+    blocking = ("create",)
     _client: HaufeCopilotClient
 
     @overload
@@ -106,16 +100,12 @@ class Completions(Resource):
         with chunks:
             return completion_from_chunks(list(chunks))
 
-    @property
-    def with_raw_response(self) -> CompletionsWithRawResponse:
-        """`create()` (blocking) returning the `RawResponse` (status, headers, `request_id`, `parse()`)."""
-        return CompletionsWithRawResponse(self)
-
 
 class AsyncCompletions(Resource):
     """Chat completions, asynchronously (see `Completions`)."""
 
     __slots__ = ()
+    blocking = ("create",)
     _client: AsyncHaufeCopilotClient
 
     @overload
@@ -141,18 +131,3 @@ class AsyncCompletions(Resource):
             return chunks
         async with chunks:
             return completion_from_chunks([chunk async for chunk in chunks])
-
-    @property
-    def with_raw_response(self) -> AsyncCompletionsWithRawResponse:
-        """`create()` (blocking) returning the `RawResponse` (status, headers, `request_id`, `parse()`)."""
-        return AsyncCompletionsWithRawResponse(self)
-
-
-class CompletionsWithRawResponse:
-    def __init__(self, completions: Completions) -> None:
-        self.create = raw_response(completions.create)
-
-
-class AsyncCompletionsWithRawResponse:
-    def __init__(self, completions: AsyncCompletions) -> None:
-        self.create = async_raw_response(completions.create)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 from contextlib import aclosing, closing
-from typing import TYPE_CHECKING, Any, TypedDict
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from haufe_copilot.errors import APIConnectionError, ConflictError, InvalidRequestError
 from haufe_copilot.protocol.assistant import RequestSpec
@@ -26,12 +24,11 @@ from haufe_copilot.protocol.platform import (
 )
 from haufe_copilot.protocol.retry import backoff_seconds
 from haufe_copilot.resources.base import (
+    CallOptions,
     Flow,
     Resource,
     arun_flow,
-    async_raw_response,
     call_of,
-    raw_response,
     run_flow,
 )
 from haufe_copilot.transport.base_client import BaseClient
@@ -130,14 +127,6 @@ def _pause(failures: int, deadline: Deadline | None) -> float:
     """The backoff before a re-attachment, never past the deadline (which then ends the call)."""
     pause = backoff_seconds(failures - 2)
     return pause if deadline is None else max(0.0, min(pause, deadline.remaining()))
-
-
-class CallOptions(TypedDict, total=False):
-    """Per-call transport options: `timeout` bounds each network operation, `deadline` (seconds;
-    default the client's) the whole call."""
-
-    timeout: float | httpx.Timeout | None
-    deadline: float | None
 
 
 class StartRequest(CallOptions, total=False):
@@ -264,6 +253,7 @@ class Streams(Resource):
     """Start a completion in the background, observe it, resume after a drop, cancel it."""
 
     __slots__ = ()
+    blocking = ("start", "status", "cancel")
     _client: HaufeCopilotClient
 
     def start(self, **request: Unpack[StartRequest]) -> StreamHandle:
@@ -314,16 +304,12 @@ class Streams(Resource):
             else:
                 time.sleep(plan.pause(None))
 
-    @property
-    def with_raw_response(self) -> StreamsWithRawResponse:
-        """`start()`, `status()`, `cancel()` returning the `RawResponse` (status, headers, `request_id`)."""
-        return StreamsWithRawResponse(self)
-
 
 class AsyncStreams(Resource):
     """Background completions, asynchronously (see `Streams`)."""
 
     __slots__ = ()
+    blocking = ("start", "status", "cancel")
     _client: AsyncHaufeCopilotClient
 
     async def start(self, **request: Unpack[StartRequest]) -> StreamHandle:
@@ -361,22 +347,3 @@ class AsyncStreams(Resource):
                 await asyncio.sleep(plan.pause(exc))
             else:
                 await asyncio.sleep(plan.pause(None))
-
-    @property
-    def with_raw_response(self) -> AsyncStreamsWithRawResponse:
-        """`start()`, `status()`, `cancel()` returning the `RawResponse` (status, headers, `request_id`)."""
-        return AsyncStreamsWithRawResponse(self)
-
-
-class StreamsWithRawResponse:
-    def __init__(self, streams: Streams) -> None:
-        self.start = raw_response(streams.start)
-        self.status = raw_response(streams.status)
-        self.cancel = raw_response(streams.cancel)
-
-
-class AsyncStreamsWithRawResponse:
-    def __init__(self, streams: AsyncStreams) -> None:
-        self.start = async_raw_response(streams.start)
-        self.status = async_raw_response(streams.status)
-        self.cancel = async_raw_response(streams.cancel)

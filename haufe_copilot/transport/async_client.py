@@ -20,6 +20,7 @@ from haufe_copilot.protocol import attempt
 from haufe_copilot.protocol.assistant import RequestSpec
 from haufe_copilot.protocol.content_decoding import aiter_decoded
 from haufe_copilot.resources.assistant import AsyncAssistant
+from haufe_copilot.resources.base import made_on_access
 from haufe_copilot.resources.completions import AsyncCompletions
 from haufe_copilot.resources.streams import AsyncStreams
 from haufe_copilot.transport.base_client import BaseClient
@@ -229,23 +230,12 @@ class AsyncHaufeCopilotClient(BaseClient):
 
         self._pools = _PoolPerLoop(make_shard, self._config.limits or ASYNC_DEFAULT_LIMITS)
 
-    # The resources are made on each access rather than kept: kept, they would tie the client
-    # into a reference cycle, and a client dropped without close() would then wait for the
-    # cyclic garbage collector, which may finalise its sockets before the client closes them.
-    @property
-    def assistant(self) -> AsyncAssistant:
-        """The Assistant API: answers with sources, threads (docs/contract.md, Assistant API)."""
-        return AsyncAssistant(self)
-
-    @property
-    def completions(self) -> AsyncCompletions:
-        """The OpenAI-compatible completions API, with tools over SSE (docs/contract.md, Completions)."""
-        return AsyncCompletions(self)
-
-    @property
-    def streams(self) -> AsyncStreams:
-        """Background completions observed as resumable streams (docs/contract.md, Async streams)."""
-        return AsyncStreams(self)
+    #: The Assistant API: answers with sources, threads (docs/contract.md, Assistant API).
+    assistant = made_on_access(AsyncAssistant)
+    #: The OpenAI-compatible completions API, with tools over SSE (docs/contract.md, Completions).
+    completions = made_on_access(AsyncCompletions)
+    #: Background completions observed as resumable streams (docs/contract.md, Async streams).
+    streams = made_on_access(AsyncStreams)
 
     def with_options(self, **changes: Any) -> AsyncHaufeCopilotClient:
         """A client with some options changed (`timeout`, `max_retries`, ...)."""
@@ -285,9 +275,8 @@ class AsyncHaufeCopilotClient(BaseClient):
     async def _drive(self, call: attempt.Call[Any]) -> AsyncGenerator[Any, None]:
         """Run the call's flow: do each step it yields (cut short at its `within`), hand on
         everything else."""
-        flow = attempt.call_flow(self, call, cuts=True)
         exchange = _AsyncExchange(self, call.spec)
-        stepper = attempt.Stepper(flow)
+        stepper = attempt.Stepper(attempt.call_flow(self, call, cuts=True))
         try:
             while not isinstance(step := stepper.next(), attempt.Finished):
                 if not isinstance(step, attempt.Step):
@@ -303,7 +292,7 @@ class AsyncHaufeCopilotClient(BaseClient):
                 except Exception as exc:  # the flow decides: it raises what it does not handle
                     stepper.failure = exc
         finally:
-            flow.close()
+            stepper.flow.close()
             await exchange.close()
 
     async def _send(

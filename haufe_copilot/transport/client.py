@@ -6,7 +6,6 @@ import inspect
 import time
 from collections.abc import Generator, Iterator
 from contextlib import closing
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import httpx
@@ -17,20 +16,22 @@ from haufe_copilot.protocol import attempt
 from haufe_copilot.protocol.assistant import RequestSpec
 from haufe_copilot.protocol.content_decoding import iter_decoded
 from haufe_copilot.resources.assistant import Assistant
+from haufe_copilot.resources.base import made_on_access
 from haufe_copilot.resources.completions import Completions
 from haufe_copilot.resources.streams import Streams
 from haufe_copilot.transport.base_client import BaseClient
 from haufe_copilot.transport.options import DEFAULT_LIMITS, ClientOptions
+from haufe_copilot.transport.streaming import ClosesOnExit
 
 if TYPE_CHECKING:
-    from typing_extensions import Self, Unpack
+    from typing_extensions import Unpack
 
 T = TypeVar("T")
 
 __all__ = ["HaufeCopilotClient"]
 
 
-class HaufeCopilotClient(BaseClient):
+class HaufeCopilotClient(BaseClient, ClosesOnExit):
     """A synchronous client for Haufe Copilot; thread-safe, one connection pool.
 
     >>> client = HaufeCopilotClient(api_key="sk-...")
@@ -55,23 +56,12 @@ class HaufeCopilotClient(BaseClient):
             limits=self._config.limits or DEFAULT_LIMITS,
         )
 
-    # The resources are made on each access rather than kept: kept, they would tie the client
-    # into a reference cycle, and a client dropped without close() would then wait for the
-    # cyclic garbage collector, which may finalise its sockets before the client closes them.
-    @property
-    def assistant(self) -> Assistant:
-        """The Assistant API: answers with sources, threads (docs/contract.md, Assistant API)."""
-        return Assistant(self)
-
-    @property
-    def completions(self) -> Completions:
-        """The OpenAI-compatible completions API, with tools over SSE (docs/contract.md, Completions)."""
-        return Completions(self)
-
-    @property
-    def streams(self) -> Streams:
-        """Background completions observed as resumable streams (docs/contract.md, Async streams)."""
-        return Streams(self)
+    #: The Assistant API: answers with sources, threads (docs/contract.md, Assistant API).
+    assistant = made_on_access(Assistant)
+    #: The OpenAI-compatible completions API, with tools over SSE (docs/contract.md, Completions).
+    completions = made_on_access(Completions)
+    #: Background completions observed as resumable streams (docs/contract.md, Async streams).
+    streams = made_on_access(Streams)
 
     def with_options(self, **changes: Any) -> HaufeCopilotClient:
         """A client with some options changed (`timeout`, `max_retries`, ...), sharing this pool."""
@@ -91,14 +81,6 @@ class HaufeCopilotClient(BaseClient):
         except Exception:  # noqa: S110 - half-built client or interpreter shutdown
             pass
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
     # -- I/O: all this client adds to the flow of a call (haufe_copilot.protocol.attempt) ------
 
     def _request(self, call: attempt.Call[T]) -> T:
@@ -115,20 +97,19 @@ class HaufeCopilotClient(BaseClient):
 
     def _drive(self, call: attempt.Call[Any]) -> Generator[Any, None, None]:
         """Run the call's flow: do each step it yields, hand on everything else."""
-        flow = attempt.call_flow(self, call, cuts=False)
         exchange = _Exchange(self, call.spec)
-        stepper = attempt.Stepper(flow)
+        stepper = attempt.Stepper(attempt.call_flow(self, call, cuts=False))
         try:
             while not isinstance(step := stepper.next(), attempt.Finished):
-                if not isinstance(step, attempt.Step):
+                if isinstance(step, attempt.Step):
+                    try:
+                        stepper.reply = exchange.do(step)
+                    except Exception as exc:  # the flow decides: it raises what it does not handle
+                        stepper.failure = exc
+                else:
                     yield step
-                    continue
-                try:
-                    stepper.reply = exchange.do(step)
-                except Exception as exc:  # the flow decides: it raises what it does not handle
-                    stepper.failure = exc
         finally:
-            flow.close()
+            stepper.flow.close()
             exchange.close()
 
     def _send(self, spec: RequestSpec, timeout: httpx.Timeout, token: str | None) -> httpx.Response:

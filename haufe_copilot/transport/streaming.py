@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["AsyncStream", "Stream"]
+__all__ = ["AsyncStream", "ClosesOnExit", "Stream"]
 
 
 class _Opening:
@@ -60,7 +60,24 @@ class _Opening:
         self._started = True
 
 
-class Stream(_Opening, Generic[T]):
+class ClosesOnExit:
+    """`with` closes it at the end of the block."""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class Stream(_Opening, ClosesOnExit, Generic[T]):
     """An iterator of decoded stream items; use it in a `with` block or just iterate it. The
     request has been sent and answered when it is made (the module's rule)."""
 
@@ -84,14 +101,6 @@ class Stream(_Opening, Generic[T]):
     def close(self) -> None:
         """Stop reading and close the connection; safe to call twice."""
         self._items.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 class AsyncStream(_Opening, Generic[T]):
