@@ -17,17 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 
 from haufe_copilot.errors import APIError, ResponseTooLargeError
 from haufe_copilot.protocol.assistant import RequestSpec, StreamFormat, check_stream_end
 from haufe_copilot.protocol.deadline import Deadline, ReadGuard
-
-if TYPE_CHECKING:
-    # Only its pure half is asked (configuration, the error mapping, the retry rule): no I/O.
-    from haufe_copilot.transport.base_client import BaseClient as Policy
 
 __all__ = [
     "CUT_SLACK",
@@ -116,6 +112,31 @@ class Raw(Generic[T]):
     response: httpx.Response
     content: bytes
     parsed: T
+
+
+class Policy(Protocol):
+    """What the flow asks of its client: `BaseClient`'s pure half (configuration, the error
+    mapping, the retry rule; no I/O)."""
+
+    @property
+    def _settings(self) -> CallSettings: ...
+
+    @property
+    def _retry_delay(self) -> Callable[..., float | None]: ...  # see BaseClient._retry_delay
+
+    def _attempt_timeout(self, timeout: httpx.Timeout | None, deadline: Deadline | None) -> httpx.Timeout: ...
+
+    def _url(self, spec: RequestSpec) -> str: ...
+
+    def _static_bearer(self, spec: RequestSpec) -> str | None: ...
+
+    def _checked_token(self, token: object) -> str: ...
+
+    def _status_error(self, response: httpx.Response, body: bytes) -> APIError: ...
+
+    def _transport_error(
+        self, exc: httpx.TransportError, spec: RequestSpec, deadline: Deadline | None
+    ) -> APIError: ...
 
 
 @dataclass(frozen=True, slots=True)
