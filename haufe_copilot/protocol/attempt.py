@@ -84,6 +84,9 @@ class Read(Step):
     within: float | None
 
 
+_READ = Read(None)  # the read without a limit of its own, made once: the hot path of a stream
+
+
 @dataclass(frozen=True, slots=True)
 class Close(Step):
     """Close the open response."""
@@ -283,7 +286,7 @@ def _read_body(
             if budget is not None and (read is None or budget < read - CUT_SLACK):
                 within = max(budget, 0.0)
         try:
-            data = yield Read(within)
+            data = yield _READ if within is None else Read(within)
         except CutShort:
             raise guard.error() from None
         if data is not None:
@@ -327,9 +330,13 @@ class Stepper(Generic[S]):
         self.result: Any = None
 
     def next(self) -> S | Finished:
-        reply, failure, self.reply, self.failure = self.reply, self.failure, None, None
+        failure = self.failure
         try:
-            return self.flow.send(reply) if failure is None else self.flow.throw(failure)
+            if failure is None:
+                reply, self.reply = self.reply, None
+                return self.flow.send(reply)
+            self.failure = None
+            return self.flow.throw(failure)
         except StopIteration as end:
             self.result = end.value
             return FINISHED

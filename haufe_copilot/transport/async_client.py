@@ -278,17 +278,20 @@ class AsyncHaufeCopilotClient(BaseClient):
         exchange = _AsyncExchange(self, call.spec)
         stepper = attempt.Stepper(attempt.call_flow(self, call, cuts=True))
         try:
-            while not isinstance(step := stepper.next(), attempt.Finished):
+            while (step := stepper.next()) is not attempt.FINISHED:
                 if not isinstance(step, attempt.Step):
                     yield step
                     continue
                 within = getattr(step, "within", None)
                 try:
-                    stepper.reply = await (
-                        exchange.do(step) if within is None else _within(exchange.do(step), within)
-                    )
-                except asyncio.TimeoutError:
-                    stepper.failure = attempt.CutShort()
+                    if within is not None:
+                        stepper.reply = await _within(exchange.do(step), within)
+                    elif type(step) is attempt.Read:  # the hot path of a stream, inline
+                        stepper.reply = await exchange.read()
+                    else:
+                        stepper.reply = await exchange.do(step)
+                except asyncio.TimeoutError as exc:  # a step cut short at its `within`
+                    stepper.failure = attempt.CutShort() if within is not None else exc
                 except Exception as exc:  # the flow decides: it raises what it does not handle
                     stepper.failure = exc
         finally:
@@ -325,10 +328,7 @@ class _AsyncExchange:
     async def do(self, step: attempt.Step) -> Any:
         kind = type(step)
         if kind is attempt.Read:
-            try:
-                return await anext(self.chunks)  # type: ignore[arg-type]  # a Read follows a Send
-            except StopAsyncIteration:
-                return None
+            return await self.read()
         if kind is attempt.Send:
             assert isinstance(step, attempt.Send)
             await self.close()
@@ -343,6 +343,12 @@ class _AsyncExchange:
         else:
             return await self.client._provided_token()
         return None
+
+    async def read(self) -> bytes | None:
+        try:
+            return await anext(self.chunks)  # type: ignore[arg-type]  # a Read follows a Send
+        except StopAsyncIteration:
+            return None
 
     async def close(self) -> None:
         response, self.response, self.chunks = self.response, None, None

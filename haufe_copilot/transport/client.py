@@ -100,7 +100,7 @@ class HaufeCopilotClient(BaseClient, ClosesOnExit):
         exchange = _Exchange(self, call.spec)
         stepper = attempt.Stepper(attempt.call_flow(self, call, cuts=False))
         try:
-            while not isinstance(step := stepper.next(), attempt.Finished):
+            while (step := stepper.next()) is not attempt.FINISHED:
                 if isinstance(step, attempt.Step):
                     try:
                         stepper.reply = exchange.do(step)
