@@ -9,6 +9,8 @@ framework nor a web server.
 
 from typing import TYPE_CHECKING, Any
 
+from httpx import Limits, Timeout
+
 from haufe_copilot import errors, types
 from haufe_copilot._version import __version__
 from haufe_copilot.errors import (
@@ -36,6 +38,7 @@ from haufe_copilot.errors import (
 )
 from haufe_copilot.rate_limit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
 from haufe_copilot.resources.assistant import AssistantStream, AsyncAssistantStream
+from haufe_copilot.resources.base import RawResponse
 from haufe_copilot.transport.base_client import DEFAULT_BASE_URL, USER_AGENT
 from haufe_copilot.transport.client import HaufeCopilotClient
 from haufe_copilot.transport.options import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ClientOptions
@@ -93,11 +96,13 @@ __all__ = [
     "InProcessRateLimiter",
     "InternalServerError",
     "InvalidRequestError",
+    "Limits",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
     "RateLimiter",
     "RateLimiterUnavailableError",
+    "RawResponse",
     "RedisRateLimiter",
     "ResponseTooLargeError",
     "ServiceUnavailableError",
@@ -107,6 +112,7 @@ __all__ = [
     "StreamEvent",
     "StreamHandle",
     "StreamStatus",
+    "Timeout",
     "UnprocessableEntityError",
     "__version__",
     "errors",

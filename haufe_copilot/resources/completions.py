@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
-import httpx
-
-from haufe_copilot.protocol.assistant import RequestSpec
+from haufe_copilot.protocol.attempt import Call
 from haufe_copilot.protocol.platform import (
     COMPLETION_STREAM,
     build_completion_request,
     completion_from_chunks,
     parse_completion,
 )
-from haufe_copilot.resources.assistant import _timeout
+from haufe_copilot.resources.base import RequestOptions, Resource, call_of
+from haufe_copilot.transport.base_client import BaseClient
 from haufe_copilot.transport.streaming import AsyncStream, Stream
 from haufe_copilot.types.completions import ChatCompletion, ChatCompletionChunk
 
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncCompletions", "CompletionOptions", "Completions"]
 
 
-class CompletionOptions(TypedDict, total=False):
+class CompletionOptions(RequestOptions, total=False):
     """The optional fields of the completions API (docs/contract.md), and per-call transport options."""
 
     model: str | None
@@ -41,29 +40,26 @@ class CompletionOptions(TypedDict, total=False):
     tools: Sequence[Mapping[str, Any]] | None
     tool_choice: Any
     session_id: str | None
-    extra_body: Mapping[str, Any] | None
-    extra_headers: Mapping[str, str] | None
-    extra_query: Mapping[str, str] | None
-    timeout: float | httpx.Timeout | None
-    deadline: float | None
 
 
-def _spec(
-    messages: Sequence[Any], stream: bool, options: CompletionOptions
-) -> tuple[RequestSpec, httpx.Timeout | None, float | None]:
-    fields: dict[str, Any] = dict(options)
-    timeout = _timeout(fields.pop("timeout", None))
-    deadline = fields.pop("deadline", None)
-    # Tool calls come only over SSE (docs/contract.md, Completions): with tools, a blocking call streams too.
+def completion_call(
+    client: BaseClient, messages: Sequence[Any], stream: bool, options: CompletionOptions
+) -> Call[Any]:
+    """The one description of the endpoint. Tool calls come only over SSE (docs/contract.md,
+    Completions): with tools, a blocking call streams too (and is assembled by the caller)."""
+    fields: dict[str, Any] = {k: v for k, v in options.items() if k not in ("timeout", "deadline")}
     spec = build_completion_request(messages=messages, stream=stream or bool(fields.get("tools")), **fields)
-    return spec, timeout, deadline
+    if spec.stream:
+        return call_of(client, spec, options, fmt=COMPLETION_STREAM)
+    return call_of(client, spec, options, parse=parse_completion)
 
 
-class Completions:
+class Completions(Resource):
     """Chat completions with tools, OpenAI-compatible; no assistant, threads or sources."""
 
-    def __init__(self, client: HaufeCopilotClient) -> None:
-        self._client = client
+    __slots__ = ()
+    blocking = ("create",)
+    _client: HaufeCopilotClient
 
     @overload
     def create(
@@ -83,7 +79,8 @@ class Completions:
         `max_tokens`, `presence_penalty`, `frequency_penalty`, `tools`, `tool_choice`,
         `session_id`) plus `extra_body`, `extra_headers`, `extra_query`, `timeout` and
         `deadline` (the most the whole call may take, in seconds; default the client's).
-        `stream=True` returns the SSE chunks (the last before `[DONE]` carries `usage`).
+        `stream=True` returns the SSE chunks (the last before `[DONE]` carries `usage`), the
+        request sent and answered (docs/errors.md).
         The service calls tools only over SSE, so with `tools` and `stream=False` this streams
         and assembles the answer for you: the result is the same `ChatCompletion`, tool calls
         included; like every answer, it is bounded by `max_response_bytes`. A missing
@@ -93,22 +90,23 @@ class Completions:
         was sent), and a stream that ends before `[DONE]` is an `APIConnectionError` carrying
         `.partial` (docs/reliability.md).
         """
-        spec, timeout, seconds = _spec(messages, stream, options)
-        deadline = self._client._call_deadline(seconds)
-        if not spec.stream:
-            return self._client._request(spec, parse_completion, timeout, deadline)
-        chunks = Stream(self._client._iterate(spec, COMPLETION_STREAM, timeout, deadline))
+        call = completion_call(self._client, messages, stream, options)
+        if call.fmt is None:
+            completion: ChatCompletion = self._client._request(call)
+            return completion
+        chunks: Stream[ChatCompletionChunk] = Stream(self._client._iterate(call))
         if stream:
             return chunks
         with chunks:
             return completion_from_chunks(list(chunks))
 
 
-class AsyncCompletions:
+class AsyncCompletions(Resource):
     """Chat completions, asynchronously (see `Completions`)."""
 
-    def __init__(self, client: AsyncHaufeCopilotClient) -> None:
-        self._client = client
+    __slots__ = ()
+    blocking = ("create",)
+    _client: AsyncHaufeCopilotClient
 
     @overload
     async def create(
@@ -122,12 +120,13 @@ class AsyncCompletions:
     async def create(
         self, *, messages: Sequence[Any], stream: bool = False, **options: Unpack[CompletionOptions]
     ) -> ChatCompletion | AsyncStream[ChatCompletionChunk]:
-        """See `Completions.create`; with `stream=True`, `await` it for the async iterator."""
-        spec, timeout, seconds = _spec(messages, stream, options)
-        deadline = self._client._call_deadline(seconds)
-        if not spec.stream:
-            return await self._client._request(spec, parse_completion, timeout, deadline)
-        chunks = AsyncStream(self._client._iterate(spec, COMPLETION_STREAM, timeout, deadline))
+        """See `Completions.create`; with `stream=True`, `await` it for the async iterator (the
+        request sent and answered)."""
+        call = completion_call(self._client, messages, stream, options)
+        if call.fmt is None:
+            completion: ChatCompletion = await self._client._request(call)
+            return completion
+        chunks: AsyncStream[ChatCompletionChunk] = await AsyncStream(self._client._iterate(call))
         if stream:
             return chunks
         async with chunks:

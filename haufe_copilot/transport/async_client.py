@@ -11,26 +11,25 @@ import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import httpx
 
 from haufe_copilot import rate_limit
-from haufe_copilot.errors import APIError
-from haufe_copilot.protocol.assistant import Decoder, RequestSpec, StreamFormat, check_stream_end
+from haufe_copilot.protocol import attempt
+from haufe_copilot.protocol.assistant import RequestSpec
 from haufe_copilot.protocol.content_decoding import aiter_decoded
-from haufe_copilot.protocol.deadline import Deadline, ReadGuard
 from haufe_copilot.resources.assistant import AsyncAssistant
+from haufe_copilot.resources.base import made_on_access
 from haufe_copilot.resources.completions import AsyncCompletions
 from haufe_copilot.resources.streams import AsyncStreams
-from haufe_copilot.transport.base_client import MAX_ERROR_BODY_BYTES, BaseClient, WholeBody, check_body_size
+from haufe_copilot.transport.base_client import BaseClient
 from haufe_copilot.transport.options import ASYNC_DEFAULT_LIMITS, ClientOptions
 
 if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
 
 T = TypeVar("T")
-R = TypeVar("R")
 
 __all__ = ["AsyncHaufeCopilotClient"]
 
@@ -181,11 +180,6 @@ class _PoolPerLoop:
             await entry.closer.aclose()
 
 
-#: A read may outlast the nearest limit by this much before it is cut short: below it, httpx's
-#: own read timeout (which restarts with every piece) is close enough, and the hot path (content
-#: in every piece, no deadline) runs without a timer per read.
-_CUT_SLACK = 0.05
-
 if sys.version_info >= (3, 11):
 
     async def _within(awaitable: Awaitable[T], seconds: float) -> T:
@@ -196,33 +190,6 @@ else:  # pragma: no cover - Python 3.10
 
     async def _within(awaitable: Awaitable[T], seconds: float) -> T:
         return await asyncio.wait_for(awaitable, seconds)
-
-
-async def _decoded(
-    decoder: Decoder[R], chunks: AsyncIterator[bytes], guard: ReadGuard, limit: int, read: float | None
-) -> AsyncGenerator[R, None]:
-    """The items of a body: what each piece completes, then what its end completes; each piece
-    checked against the call's limits first (deadline, stall, `max_response_bytes`). A read that
-    would outlast the nearest limit (`read`: the attempt's read timeout) is cut short at it."""
-    received = 0
-    while True:
-        budget = guard.budget()
-        try:
-            if budget is not None and (read is None or budget < read - _CUT_SLACK):
-                data = await _within(anext(chunks), max(budget, 0.0))
-            else:
-                data = await anext(chunks)
-        except StopAsyncIteration:
-            break
-        except asyncio.TimeoutError:
-            raise guard.error() from None
-        guard.check()
-        received += len(data)
-        check_body_size(received, limit)
-        for item in decoder.feed(data):
-            yield item
-    for item in decoder.close():
-        yield item
 
 
 class AsyncHaufeCopilotClient(BaseClient):
@@ -263,23 +230,12 @@ class AsyncHaufeCopilotClient(BaseClient):
 
         self._pools = _PoolPerLoop(make_shard, self._config.limits or ASYNC_DEFAULT_LIMITS)
 
-    # The resources are made on each access rather than kept: kept, they would tie the client
-    # into a reference cycle, and a client dropped without close() would then wait for the
-    # cyclic garbage collector, which may finalise its sockets before the client closes them.
-    @property
-    def assistant(self) -> AsyncAssistant:
-        """The Assistant API: answers with sources, threads (docs/contract.md, Assistant API)."""
-        return AsyncAssistant(self)
-
-    @property
-    def completions(self) -> AsyncCompletions:
-        """The OpenAI-compatible completions API, with tools over SSE (docs/contract.md, Completions)."""
-        return AsyncCompletions(self)
-
-    @property
-    def streams(self) -> AsyncStreams:
-        """Background completions observed as resumable streams (docs/contract.md, Async streams)."""
-        return AsyncStreams(self)
+    #: The Assistant API: answers with sources, threads (docs/contract.md, Assistant API).
+    assistant = made_on_access(AsyncAssistant)
+    #: The OpenAI-compatible completions API, with tools over SSE (docs/contract.md, Completions).
+    completions = made_on_access(AsyncCompletions)
+    #: Background completions observed as resumable streams (docs/contract.md, Async streams).
+    streams = made_on_access(AsyncStreams)
 
     def with_options(self, **changes: Any) -> AsyncHaufeCopilotClient:
         """A client with some options changed (`timeout`, `max_retries`, ...)."""
@@ -299,172 +255,102 @@ class AsyncHaufeCopilotClient(BaseClient):
     ) -> None:
         await self.aclose()
 
-    # -- I/O --------------------------------------------------------------------------------
+    # -- I/O: all this client adds to the flow of a call (haufe_copilot.protocol.attempt) ------
 
     async def _http(self) -> httpx.AsyncClient:
         return self._given_http if self._given_http is not None else await self._pools.get()
 
-    async def _open(self, spec: RequestSpec, timeout: httpx.Timeout | None) -> httpx.Response:
-        """Send one attempt; a response with a 2xx status, its body not yet read. A 401 on the
-        platform API with a `token_provider` asks it once more for a fresh token."""
-        http = await self._http()
-        token = await self._bearer_token(spec)
-        response = await self._send(http, spec, timeout, token)
-        if response.status_code == 401 and token is not None and self._config.token_provider is not None:
-            await response.aclose()
-            response = await self._send(http, spec, timeout, await self._bearer_token(spec))
-        if response.is_success:
-            return response
+    async def _request(self, call: attempt.Call[T]) -> T:
+        """A blocking call: its result."""
+        async with aclosing(self._drive(call)) as steps:
+            async for raw in steps:
+                if isinstance(raw, attempt.Raw):
+                    return cast("T", self._parsed(raw))
+        raise AssertionError("the flow of a blocking call ended without its result")  # pragma: no cover
+
+    def _iterate(self, call: attempt.Call[T]) -> AsyncGenerator[T | attempt.Opened, None]:
+        """A stream: `Opened` once its 2xx status has arrived, then its items."""
+        return self._drive(call)
+
+    async def _drive(self, call: attempt.Call[Any]) -> AsyncGenerator[Any, None]:
+        """Run the call's flow: do each step it yields (cut short at its `within`), hand on
+        everything else."""
+        exchange = _AsyncExchange(self, call.spec)
+        stepper = attempt.Stepper(attempt.call_flow(self, call, cuts=True))
         try:
-            body = bytearray()
-            async for data in aiter_decoded(response):
-                body += data
-                if len(body) >= MAX_ERROR_BODY_BYTES:
-                    break
+            while (step := stepper.next()) is not attempt.FINISHED:
+                if not isinstance(step, attempt.Step):
+                    yield step
+                    continue
+                within = getattr(step, "within", None)
+                try:
+                    if within is not None:
+                        stepper.reply = await _within(exchange.do(step), within)
+                    elif type(step) is attempt.Read:  # the hot path of a stream, inline
+                        stepper.reply = await exchange.read()
+                    else:
+                        stepper.reply = await exchange.do(step)
+                except asyncio.TimeoutError as exc:  # a step cut short at its `within`
+                    stepper.failure = attempt.CutShort() if within is not None else exc
+                except Exception as exc:  # the flow decides: it raises what it does not handle
+                    stepper.failure = exc
         finally:
-            await response.aclose()
-        raise self._status_error(response, bytes(body))
+            stepper.flow.close()
+            await exchange.close()
 
     async def _send(
-        self, http: httpx.AsyncClient, spec: RequestSpec, timeout: httpx.Timeout | None, token: str | None
+        self, http: httpx.AsyncClient, spec: RequestSpec, timeout: httpx.Timeout, token: str | None
     ) -> httpx.Response:
         await rate_limit.abefore_attempt(self._rate_limiter)  # every attempt waits its turn
         request = self._build_request(http, spec, timeout, token)
         started = self._log_request(request)
-        # Never follow a redirect, even with an `http_client` that would: httpx strips
-        # Authorization on a cross-origin redirect but not `api-key` (docs/contract.md, Base URLs).
+        # Never follow a redirect (see HaufeCopilotClient._send).
         response = await http.send(request, stream=True, follow_redirects=False)
         self._log_response(request, response, started)
         await rate_limit.aafter_response(self._rate_limiter, response.status_code, response.headers)
         return response
 
-    async def _bearer_token(self, spec: RequestSpec) -> str | None:
-        provider = self._config.token_provider
-        if spec.api != "platform" or provider is None:
-            return self._static_bearer(spec)
-        token = provider()
-        if inspect.isawaitable(token):
-            token = await token
-        return self._checked_token(token)
+    async def _provided_token(self) -> object:
+        token = self._config.token_provider()  # type: ignore[misc]  # a Token step: a provider is set
+        return await token if inspect.isawaitable(token) else token
 
-    async def _request(
-        self,
-        spec: RequestSpec,
-        parse: Callable[[bytes], T],
-        timeout: httpx.Timeout | None,
-        deadline: Deadline | None = None,
-    ) -> T:
-        """A blocking call with retries: retried only before a 2xx status (docs/contract.md, Retries)."""
-        retries_done = 0
-        if deadline is not None:
-            deadline.start()
-        while True:
-            answered = False  # a 2xx status arrived: the server took the request
-            try:
-                attempt_timeout = self._attempt_timeout(timeout, deadline)
-                response = await self._open_within(spec, attempt_timeout, deadline)
-                answered = True
-                try:
-                    body = WholeBody()
-                    guard = ReadGuard(deadline, None, self._url(spec))
-                    raws = _decoded(
-                        body,
-                        aiter_decoded(response),
-                        guard,
-                        self._config.max_response_bytes,
-                        attempt_timeout.read,
-                    )
-                    async with aclosing(raws):
-                        async for _ in raws:
-                            pass
-                finally:
-                    await response.aclose()
-                return parse(bytes(body.data))
-            except httpx.TransportError as exc:
-                error: APIError = self._transport_error(exc, spec, deadline)
-            except APIError as exc:
-                error = exc
-            delay = self._retry_delay(error, spec, retries_done, answered=answered, deadline=deadline)
-            if delay is None:
-                raise error
-            await asyncio.sleep(delay)
-            retries_done += 1
 
-    async def _open_within(
-        self, spec: RequestSpec, timeout: httpx.Timeout, deadline: Deadline | None
-    ) -> httpx.Response:
-        """`_open`, cut short when the deadline passes (the capped httpx timeouts bound each
-        operation of it, not their sum)."""
-        if deadline is None:
-            return await self._open(spec, timeout)
+class _AsyncExchange:
+    """The I/O of one call: the response open now and the pieces of its body."""
+
+    __slots__ = ("chunks", "client", "response", "spec")
+
+    def __init__(self, client: AsyncHaufeCopilotClient, spec: RequestSpec) -> None:
+        self.client, self.spec = client, spec
+        self.response: httpx.Response | None = None
+        self.chunks: AsyncIterator[bytes] | None = None
+
+    async def do(self, step: attempt.Step) -> Any:
+        kind = type(step)
+        if kind is attempt.Read:
+            return await self.read()
+        if kind is attempt.Send:
+            assert isinstance(step, attempt.Send)
+            await self.close()
+            http = await self.client._http()
+            self.response = await self.client._send(http, self.spec, step.timeout, step.token)
+            self.chunks = aiter_decoded(self.response)
+            return self.response
+        if kind is attempt.Close:
+            await self.close()
+        elif isinstance(step, attempt.Sleep):
+            await asyncio.sleep(step.seconds)
+        else:
+            return await self.client._provided_token()
+        return None
+
+    async def read(self) -> bytes | None:
         try:
-            return await _within(self._open(spec, timeout), max(deadline.remaining(), 0.0))
-        except asyncio.TimeoutError:
-            raise deadline.error(self._url(spec)) from None
+            return await anext(self.chunks)  # type: ignore[arg-type]  # a Read follows a Send
+        except StopAsyncIteration:
+            return None
 
-    async def _iterate(
-        self,
-        spec: RequestSpec,
-        fmt: StreamFormat[Any, T],
-        timeout: httpx.Timeout | None,
-        deadline: Deadline | None = None,
-    ) -> AsyncGenerator[T, None]:
-        """Stream items; retried only before a 2xx status, so never after an item reached the
-        caller; a body that ends short of its format's end is an error (`check_stream_end`); the
-        time limits as in `HaufeCopilotClient._iterate`."""
-        retries_done = 0
-        delivered: list[str] = []  # the partial text an error carries, up to max_partial_chars
-        kept, cap, more = 0, self._config.max_partial_chars, False
-        convert, text_of, is_final = fmt.convert, fmt.text_of, fmt.is_final
-        stall = (timeout or self._config.timeout).read
-        if deadline is not None:
-            deadline.start()
-        while True:
-            response: httpx.Response | None = None
-            answered = finished = False
-            items = 0
-            try:
-                attempt_timeout = self._attempt_timeout(timeout, deadline)
-                response = await self._open_within(spec, attempt_timeout, deadline)
-                answered = True  # from here on nothing is retried: the server took the request
-                guard = ReadGuard(deadline, stall, self._url(spec))
-                raws = _decoded(
-                    fmt.decoder(self._config.max_line_bytes),
-                    aiter_decoded(response),
-                    guard,
-                    self._config.max_response_bytes,
-                    attempt_timeout.read,
-                )
-                async with aclosing(raws):  # closed here, not left to the loop's finaliser
-                    async for raw in raws:
-                        item = convert(raw)
-                        if is_final is not None and not finished:
-                            finished = is_final(raw, item)
-                        if item is not None:
-                            items += 1
-                            if kept < cap:
-                                text = text_of(item)
-                                delivered.append(text)
-                                kept += len(text)
-                            else:
-                                more = True
-                            yield item
-                            guard.content()  # the stall clock restarts when the caller hands back
-                check_stream_end(fmt, finished=finished, items=items)
-                return
-            except httpx.TransportError as exc:
-                error: APIError = self._transport_error(exc, spec, deadline)
-            except APIError as exc:
-                error = exc
-            finally:
-                if response is not None:
-                    await response.aclose()
-            if delivered:
-                partial = "".join(delivered)
-                error.partial = partial[:cap]
-                error.partial_truncated = more or len(partial) > cap
-            delay = self._retry_delay(error, spec, retries_done, answered=answered, deadline=deadline)
-            if delay is None:
-                raise error
-            await asyncio.sleep(delay)
-            retries_done += 1
+    async def close(self) -> None:
+        response, self.response, self.chunks = self.response, None, None
+        if response is not None:
+            await response.aclose()

@@ -12,6 +12,7 @@ import math
 import os
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -28,12 +29,12 @@ from haufe_copilot.errors import (
     HaufeCopilotError,
     InvalidRequestError,
     NotFoundError,
-    ResponseTooLargeError,
     error_from_response,
     inert,
 )
 from haufe_copilot.log import configure_from_environment, logger, redacted_headers
 from haufe_copilot.protocol.assistant import RequestSpec, check_extra_headers
+from haufe_copilot.protocol.attempt import MAX_ERROR_BODY_BYTES, CallSettings, Raw
 from haufe_copilot.protocol.content_decoding import ACCEPT_ENCODING
 from haufe_copilot.protocol.deadline import Deadline, check_deadline
 from haufe_copilot.protocol.retry import retry_delay
@@ -48,13 +49,14 @@ from haufe_copilot.transport.options import (
 )
 
 DEFAULT_BASE_URL = "https://api.haufe.ai"
-# An error body is only read for its message: a proxy's huge page must not fill memory.
-MAX_ERROR_BODY_BYTES = 1024 * 1024
 USER_AGENT = f"haufe-copilot-python/{__version__}"
 
 T = TypeVar("T")
 
 configure_from_environment()
+
+#: Where the blocking calls of a `with_raw_response` method put the answers they received.
+RAW_RESPONSES: ContextVar[list[Raw[Any]] | None] = ContextVar("haufe_copilot_raw_responses", default=None)
 
 
 @dataclass(frozen=True)
@@ -301,36 +303,21 @@ def check_credential(name: str, value: object) -> None:
         )
 
 
-def check_body_size(received: int, limit: int) -> None:
-    if received > limit:
-        raise ResponseTooLargeError(f"The answer exceeded max_response_bytes={limit} bytes.")
-
-
-class WholeBody:
-    """A `Decoder` that keeps the whole body: a blocking answer is read through the same checks
-    (deadline, size) as a stream."""
-
-    __slots__ = ("data",)
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def feed(self, data: bytes) -> list[bytes]:
-        self.data += data
-        return []
-
-    def close(self) -> list[bytes]:
-        return []
-
-
 class BaseClient:
     """Configuration, request assembly and logging shared by both clients."""
 
     _config: ClientConfig
 
     def __init__(self, options: ClientOptions) -> None:
-        self._config = ClientConfig.resolve(options)
-        self._rate_limiter = self._config.rate_limiter
+        config = self._config = ClientConfig.resolve(options)
+        self._rate_limiter = config.rate_limiter
+        self._settings = CallSettings(
+            timeout=config.timeout,
+            refreshes_tokens=config.token_provider is not None,
+            max_line_bytes=config.max_line_bytes,
+            max_response_bytes=config.max_response_bytes,
+            max_partial_chars=config.max_partial_chars,
+        )
 
     def _check_given_http(self, http_client: object, expected: type[object], otherwise: str) -> None:
         """An `http_client` passed in is of the client's kind and leaves the pool options unset."""
@@ -385,6 +372,14 @@ class BaseClient:
             f"{type(self).__name__} holds open connections and cannot be pickled; "
             "pickle its configuration and build a new client instead."
         )
+
+    @staticmethod
+    def _parsed(raw: Raw[T]) -> T:
+        """A blocking call's result; its answer kept for `with_raw_response` when it asks."""
+        captured = RAW_RESPONSES.get()
+        if captured is not None:
+            captured.append(raw)
+        return raw.parsed
 
     def _attempt_timeout(self, timeout: httpx.Timeout | None, deadline: Deadline | None) -> httpx.Timeout:
         timeout = timeout or self._config.timeout

@@ -4,45 +4,34 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Callable, Generator, Iterator
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Generator, Iterator
+from contextlib import closing
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import httpx
 
 from haufe_copilot import rate_limit
-from haufe_copilot.errors import APIError, ConfigurationError
-from haufe_copilot.protocol.assistant import Decoder, RequestSpec, StreamFormat, check_stream_end
+from haufe_copilot.errors import ConfigurationError
+from haufe_copilot.protocol import attempt
+from haufe_copilot.protocol.assistant import RequestSpec
 from haufe_copilot.protocol.content_decoding import iter_decoded
-from haufe_copilot.protocol.deadline import Deadline, ReadGuard
 from haufe_copilot.resources.assistant import Assistant
+from haufe_copilot.resources.base import made_on_access
 from haufe_copilot.resources.completions import Completions
 from haufe_copilot.resources.streams import Streams
-from haufe_copilot.transport.base_client import MAX_ERROR_BODY_BYTES, BaseClient, WholeBody, check_body_size
+from haufe_copilot.transport.base_client import BaseClient
 from haufe_copilot.transport.options import DEFAULT_LIMITS, ClientOptions
+from haufe_copilot.transport.streaming import ClosesOnExit
 
 if TYPE_CHECKING:
-    from typing_extensions import Self, Unpack
+    from typing_extensions import Unpack
 
 T = TypeVar("T")
-R = TypeVar("R")
 
 __all__ = ["HaufeCopilotClient"]
 
 
-def _decoded(decoder: Decoder[R], chunks: Iterator[bytes], guard: ReadGuard, limit: int) -> Iterator[R]:
-    """The items of a body: what each piece completes, then what its end completes; each piece
-    checked against the call's limits first (deadline, stall, `max_response_bytes`)."""
-    received = 0
-    for data in chunks:
-        guard.check()
-        received += len(data)
-        check_body_size(received, limit)
-        yield from decoder.feed(data)
-    yield from decoder.close()
-
-
-class HaufeCopilotClient(BaseClient):
+class HaufeCopilotClient(BaseClient, ClosesOnExit):
     """A synchronous client for Haufe Copilot; thread-safe, one connection pool.
 
     >>> client = HaufeCopilotClient(api_key="sk-...")
@@ -67,23 +56,12 @@ class HaufeCopilotClient(BaseClient):
             limits=self._config.limits or DEFAULT_LIMITS,
         )
 
-    # The resources are made on each access rather than kept: kept, they would tie the client
-    # into a reference cycle, and a client dropped without close() would then wait for the
-    # cyclic garbage collector, which may finalise its sockets before the client closes them.
-    @property
-    def assistant(self) -> Assistant:
-        """The Assistant API: answers with sources, threads (docs/contract.md, Assistant API)."""
-        return Assistant(self)
-
-    @property
-    def completions(self) -> Completions:
-        """The OpenAI-compatible completions API, with tools over SSE (docs/contract.md, Completions)."""
-        return Completions(self)
-
-    @property
-    def streams(self) -> Streams:
-        """Background completions observed as resumable streams (docs/contract.md, Async streams)."""
-        return Streams(self)
+    #: The Assistant API: answers with sources, threads (docs/contract.md, Assistant API).
+    assistant = made_on_access(Assistant)
+    #: The OpenAI-compatible completions API, with tools over SSE (docs/contract.md, Completions).
+    completions = made_on_access(Completions)
+    #: Background completions observed as resumable streams (docs/contract.md, Async streams).
+    streams = made_on_access(Streams)
 
     def with_options(self, **changes: Any) -> HaufeCopilotClient:
         """A client with some options changed (`timeout`, `max_retries`, ...), sharing this pool."""
@@ -103,37 +81,38 @@ class HaufeCopilotClient(BaseClient):
         except Exception:  # noqa: S110 - half-built client or interpreter shutdown
             pass
 
-    def __enter__(self) -> Self:
-        return self
+    # -- I/O: all this client adds to the flow of a call (haufe_copilot.protocol.attempt) ------
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+    def _request(self, call: attempt.Call[T]) -> T:
+        """A blocking call: its result."""
+        with closing(self._drive(call)) as steps:
+            for raw in steps:
+                if isinstance(raw, attempt.Raw):
+                    return cast("T", self._parsed(raw))
+        raise AssertionError("the flow of a blocking call ended without its result")  # pragma: no cover
 
-    # -- I/O --------------------------------------------------------------------------------
+    def _iterate(self, call: attempt.Call[T]) -> Generator[T | attempt.Opened, None, None]:
+        """A stream: `Opened` once its 2xx status has arrived, then its items."""
+        return self._drive(call)
 
-    def _open(self, spec: RequestSpec, timeout: httpx.Timeout | None) -> httpx.Response:
-        """Send one attempt; a response with a 2xx status, its body not yet read. A 401 on the
-        platform API with a `token_provider` asks it once more for a fresh token."""
-        token = self._bearer_token(spec)
-        response = self._send(spec, timeout, token)
-        if response.status_code == 401 and token is not None and self._config.token_provider is not None:
-            response.close()
-            response = self._send(spec, timeout, self._bearer_token(spec))
-        if response.is_success:
-            return response
+    def _drive(self, call: attempt.Call[Any]) -> Generator[Any, None, None]:
+        """Run the call's flow: do each step it yields, hand on everything else."""
+        exchange = _Exchange(self, call.spec)
+        stepper = attempt.Stepper(attempt.call_flow(self, call, cuts=False))
         try:
-            body = bytearray()
-            for data in iter_decoded(response):
-                body += data
-                if len(body) >= MAX_ERROR_BODY_BYTES:
-                    break
+            while (step := stepper.next()) is not attempt.FINISHED:
+                if isinstance(step, attempt.Step):
+                    try:
+                        stepper.reply = exchange.do(step)
+                    except Exception as exc:  # the flow decides: it raises what it does not handle
+                        stepper.failure = exc
+                else:
+                    yield step
         finally:
-            response.close()
-        raise self._status_error(response, bytes(body))
+            stepper.flow.close()
+            exchange.close()
 
-    def _send(self, spec: RequestSpec, timeout: httpx.Timeout | None, token: str | None) -> httpx.Response:
+    def _send(self, spec: RequestSpec, timeout: httpx.Timeout, token: str | None) -> httpx.Response:
         rate_limit.before_attempt(self._rate_limiter)  # every attempt waits its turn
         request = self._build_request(self._http, spec, timeout, token)
         started = self._log_request(request)
@@ -144,11 +123,8 @@ class HaufeCopilotClient(BaseClient):
         rate_limit.after_response(self._rate_limiter, response.status_code, response.headers)
         return response
 
-    def _bearer_token(self, spec: RequestSpec) -> str | None:
-        provider = self._config.token_provider
-        if spec.api != "platform" or provider is None:
-            return self._static_bearer(spec)
-        token = provider()
+    def _provided_token(self) -> object:
+        token = self._config.token_provider()  # type: ignore[misc]  # a Token step: a provider is set
         if inspect.isawaitable(token):
             if inspect.iscoroutine(token):
                 token.close()
@@ -156,104 +132,38 @@ class HaufeCopilotClient(BaseClient):
                 "token_provider returned an awaitable: use AsyncHaufeCopilotClient with an async "
                 "provider, or give HaufeCopilotClient a plain function."
             )
-        return self._checked_token(token)
+        return token
 
-    def _request(
-        self,
-        spec: RequestSpec,
-        parse: Callable[[bytes], T],
-        timeout: httpx.Timeout | None,
-        deadline: Deadline | None = None,
-    ) -> T:
-        """A blocking call with retries: retried only before a 2xx status (docs/contract.md, Retries)."""
-        retries_done = 0
-        if deadline is not None:
-            deadline.start()
-        while True:
-            answered = False  # a 2xx status arrived: the server took the request
-            try:
-                response = self._open(spec, self._attempt_timeout(timeout, deadline))
-                answered = True
-                try:
-                    body = WholeBody()
-                    guard = ReadGuard(deadline, None, self._url(spec))
-                    for _ in _decoded(body, iter_decoded(response), guard, self._config.max_response_bytes):
-                        pass
-                finally:
-                    response.close()
-                return parse(bytes(body.data))
-            except httpx.TransportError as exc:
-                error: APIError = self._transport_error(exc, spec, deadline)
-            except APIError as exc:
-                error = exc
-            delay = self._retry_delay(error, spec, retries_done, answered=answered, deadline=deadline)
-            if delay is None:
-                raise error
-            time.sleep(delay)
-            retries_done += 1
 
-    def _iterate(
-        self,
-        spec: RequestSpec,
-        fmt: StreamFormat[Any, T],
-        timeout: httpx.Timeout | None,
-        deadline: Deadline | None = None,
-    ) -> Generator[T, None, None]:
-        """Stream items; retried only before a 2xx status, so never after an item reached the
-        caller; a body that ends short of its format's end is an error (`check_stream_end`).
+class _Exchange:
+    """The I/O of one call: the response open now and the pieces of its body."""
 
-        The stream ends with `APITimeoutError` once `deadline` has passed, or once no item has
-        come for longer than the read timeout (the stall guard: keep-alives are not items)."""
-        retries_done = 0
-        delivered: list[str] = []  # the partial text an error carries, up to max_partial_chars
-        kept, cap, more = 0, self._config.max_partial_chars, False
-        convert, text_of, is_final = fmt.convert, fmt.text_of, fmt.is_final
-        stall = (timeout or self._config.timeout).read
-        if deadline is not None:
-            deadline.start()
-        while True:
-            response: httpx.Response | None = None
-            answered = finished = False
-            items = 0
-            try:
-                response = self._open(spec, self._attempt_timeout(timeout, deadline))
-                answered = True  # from here on nothing is retried: the server took the request
-                guard = ReadGuard(deadline, stall, self._url(spec))
-                raws = _decoded(
-                    fmt.decoder(self._config.max_line_bytes),
-                    iter_decoded(response),
-                    guard,
-                    self._config.max_response_bytes,
-                )
-                for raw in raws:
-                    item = convert(raw)
-                    if is_final is not None and not finished:
-                        finished = is_final(raw, item)
-                    if item is not None:
-                        items += 1
-                        if kept < cap:
-                            text = text_of(item)
-                            delivered.append(text)
-                            kept += len(text)
-                        else:
-                            more = True
-                        yield item
-                        guard.content()  # the stall clock restarts when the caller hands back
-                check_stream_end(fmt, finished=finished, items=items)
-                return
-            except httpx.TransportError as exc:
-                error: APIError = self._transport_error(exc, spec, deadline)
-            except APIError as exc:
-                error = exc
-            finally:
-                if response is not None:
-                    response.close()
-            if delivered:
-                partial = "".join(delivered)
-                error.partial = partial[:cap]
-                error.partial_truncated = more or len(partial) > cap
-            delay = self._retry_delay(error, spec, retries_done, answered=answered, deadline=deadline)
-            if delay is None:
-                raise error
-            time.sleep(delay)
-            retries_done += 1
+    __slots__ = ("chunks", "client", "response", "spec")
+
+    def __init__(self, client: HaufeCopilotClient, spec: RequestSpec) -> None:
+        self.client, self.spec = client, spec
+        self.response: httpx.Response | None = None
+        self.chunks: Iterator[bytes] = iter(())
+
+    def do(self, step: attempt.Step) -> Any:
+        kind = type(step)
+        if kind is attempt.Read:
+            return next(self.chunks, None)
+        if kind is attempt.Send:
+            assert isinstance(step, attempt.Send)
+            self.close()
+            self.response = self.client._send(self.spec, step.timeout, step.token)
+            self.chunks = iter_decoded(self.response)
+            return self.response
+        if kind is attempt.Close:
+            self.close()
+        elif isinstance(step, attempt.Sleep):
+            time.sleep(step.seconds)
+        else:
+            return self.client._provided_token()
+        return None
+
+    def close(self) -> None:
+        if self.response is not None:
+            self.response.close()
+            self.response = None

@@ -66,14 +66,14 @@ def test_limits_do_not_go_with_a_given_http_client() -> None:
         HaufeCopilotClient(api_key="k", http_client=http, limits=httpx.Limits(max_connections=1))
 
 
-def _hold(chunks: object, peak: list[int], port: int) -> None:
-    """Read a stream's first chunk, note the sockets open now, dwell, then read the rest."""
-    iterator = iter(chunks)  # type: ignore[call-overload]
-    next(iterator)
-    peak.append(len(probes.client_sockets(port)))
-    time.sleep(0.2)
-    for _ in iterator:
-        pass
+def _hold(client: HaufeCopilotClient, peak: list[int], port: int) -> None:
+    """Open a stream, read its first chunk, note the sockets open now, dwell, read the rest."""
+    with client.assistant.stream(assistant_id=ASSISTANT_ID, messages=user()) as chunks:
+        next(chunks)
+        peak.append(len(probes.client_sockets(port)))
+        time.sleep(0.2)
+        for _ in chunks:
+            pass
 
 
 def test_the_sync_client_keeps_to_its_limits(emulator: EmulatorServer) -> None:
@@ -81,17 +81,7 @@ def test_the_sync_client_keeps_to_its_limits(emulator: EmulatorServer) -> None:
     with HaufeCopilotClient(
         api_key=SESSION_API_KEY, base_url=emulator.url, limits=httpx.Limits(max_connections=2)
     ) as client:
-        callers = [
-            threading.Thread(
-                target=_hold,
-                args=(
-                    client.assistant.stream(assistant_id=ASSISTANT_ID, messages=user()),
-                    peak,
-                    emulator.port,
-                ),
-            )
-            for _ in range(6)
-        ]
+        callers = [threading.Thread(target=_hold, args=(client, peak, emulator.port)) for _ in range(6)]
         for caller in callers:
             caller.start()
         for caller in callers:

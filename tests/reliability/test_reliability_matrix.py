@@ -190,11 +190,9 @@ def test_a_client_that_retries_after_a_200_fails_its_cell(
 def test_a_client_that_takes_an_empty_stream_for_an_answer_fails_its_cell(
     env: Env, monkeypatch: pytest.MonkeyPatch, cell_id: str
 ) -> None:
-    import haufe_copilot.transport.async_client as async_client
-    import haufe_copilot.transport.client as sync_client
+    import haufe_copilot.protocol.attempt as attempt  # the one flow both clients drive
 
-    for module in (sync_client, async_client):
-        monkeypatch.setattr(module, "check_stream_end", lambda fmt, finished, items: None)
+    monkeypatch.setattr(attempt, "check_stream_end", lambda fmt, finished, items: None)
     result = run_cell(_cell(cell_id), env)
     assert not result.passed
     assert any("raised None" in p for p in result.problems), result.explain()
@@ -235,7 +233,7 @@ PLATFORM_MUTANTS = [
     ),
     (
         "completion_without_done:streaming:async",
-        "transport.async_client",
+        "protocol.attempt",
         None,
         "check_stream_end",
         lambda *a, **k: None,
