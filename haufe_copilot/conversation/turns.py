@@ -10,7 +10,7 @@ adapters only translate their message types to `Turn`s and the result back.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ from haufe_copilot.errors import (
     NotFoundError,
 )
 from haufe_copilot.protocol.stop import StopFilter, cut_at_stop
-from haufe_copilot.types.assistant import AnswerAssembler, AssistantAnswer
+from haufe_copilot.types.assistant import AnswerAssembler, AssistantAnswer, StreamChunk
 
 if TYPE_CHECKING:
     from haufe_copilot.transport.async_client import AsyncHaufeCopilotClient
@@ -160,97 +160,164 @@ def _result(plan: ThreadPlan, text: str, stopped: bool, answer: AssistantAnswer)
     return AnswerResult(text=text, metadata=metadata, stopped=stopped)
 
 
-def answer(client: HaufeCopilotClient, turn: AssistantTurn) -> AnswerResult:
+@dataclass(frozen=True)
+class SendRequest:
+    """A step of `_turn_flow`: send this request and wait for the whole answer; send the answer back."""
+
+    request: dict[str, Any]
+
+
+@dataclass
+class OpenStream:
+    """A step of `_turn_flow`: open a stream for `request` and give each chunk to `read`, passing on
+    the piece it returns, until `stopped`; then send None back (the reading holds the answer)."""
+
+    request: dict[str, Any]
+    stop: Sequence[str]
+    gathered: AnswerAssembler = field(default_factory=AnswerAssembler)
+    pieces: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop_filter = StopFilter(self.stop)
+
+    @property
+    def stopped(self) -> bool:
+        """A stop sequence ended the answer: close the stream."""
+        return self._stop_filter.stopped
+
+    def read(self, chunk: StreamChunk) -> AnswerDelta | None:
+        self.gathered.add(chunk)
+        piece = self._stop_filter.feed(chunk.delta.content)
+        if not piece:
+            return None
+        self.pieces.append(piece)
+        return AnswerDelta(piece, chunk.message_id)
+
+    def finish(self) -> AnswerDelta | None:
+        """The text the stop filter held back (it might have begun a stop sequence), if any."""
+        tail = self._stop_filter.flush()
+        if not tail:
+            return None
+        self.pieces.append(tail)
+        return AnswerDelta(tail, self.gathered.message_id)
+
+
+#: What `_turn_flow` yields: a request for the driver to make, or what the caller gets.
+TurnStep = SendRequest | OpenStream | AnswerDelta | AnswerResult
+
+
+def _turn_flow(turn: AssistantTurn, *, streaming: bool) -> Generator[TurnStep, AssistantAnswer | None, None]:
+    """One turn without I/O (as httpx's `Auth.auth_flow`): it yields the request to make and receives
+    what came back (a failed request is thrown in), falls back to a new thread once when a
+    continuation fails, and yields the answer: a stream's last piece, if held back, then the result."""
     plan = _check(turn)
-    try:
-        result = client.assistant.chat(**_request(turn, plan))
-    except APIError as error:
-        if not _thread_failed(error, plan):
-            _refused(plan, error)
-            raise
-        plan = _fallback(turn, plan, error)
-        result = client.assistant.chat(**_request(turn, plan))
-    text, stopped = cut_at_stop(result.content, turn.stop)
-    return _result(plan, text, stopped, result)
+    for attempt in (1, 2):
+        step = OpenStream(_request(turn, plan), turn.stop) if streaming else SendRequest(_request(turn, plan))
+        try:
+            whole = yield step
+        except APIError as error:
+            passed_on = isinstance(step, OpenStream) and bool(step.pieces)
+            if attempt == 2 or passed_on or not _thread_failed(error, plan):
+                if not passed_on:
+                    _refused(plan, error)
+                raise
+            plan = _fallback(turn, plan, error)
+            continue
+        if isinstance(step, OpenStream):
+            tail = step.finish()
+            if tail is not None:
+                yield tail
+            yield _result(plan, "".join(step.pieces), step.stopped, step.gathered.answer(""))
+        else:
+            assert whole is not None  # the drivers send back the answer of every SendRequest
+            text, stopped = cut_at_stop(whole.content, turn.stop)
+            yield _result(plan, text, stopped, whole)
+        return
+
+
+class _Steps:
+    """The flow's next step, and the report of each request's outcome to it: the drivers make the
+    request inside `with steps`; an `APIError` is thrown into the flow (which raises it again
+    unless it falls back), a success sends `answer` (None for a stream)."""
+
+    def __init__(self, turn: AssistantTurn, *, streaming: bool) -> None:
+        self._flow = _turn_flow(turn, streaming=streaming)
+        self.step: TurnStep = next(self._flow)
+        self.answer: AssistantAnswer | None = None
+
+    def __enter__(self) -> _Steps:
+        self.answer = None
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _: object) -> bool:
+        if error is None:
+            self.step = self._flow.send(self.answer)
+            return False
+        if isinstance(error, APIError):
+            self.step = self._flow.throw(error)
+            return True
+        self._flow.close()
+        return False
+
+    def rest(self) -> Iterator[AnswerDelta | AnswerResult]:
+        """What the caller gets once the requests are made: a held-back piece, then the result."""
+        for step in (self.step, *self._flow):
+            assert isinstance(step, AnswerDelta | AnswerResult)
+            yield step
+
+
+# The drivers below only make the requests the flow asks for.
+
+
+def answer(client: HaufeCopilotClient, turn: AssistantTurn) -> AnswerResult:
+    steps = _Steps(turn, streaming=False)
+    while isinstance(step := steps.step, SendRequest):
+        with steps:
+            steps.answer = client.assistant.chat(**step.request)
+    return _only_result(steps)
 
 
 async def aanswer(client: AsyncHaufeCopilotClient, turn: AssistantTurn) -> AnswerResult:
-    plan = _check(turn)
-    try:
-        result = await client.assistant.chat(**_request(turn, plan))
-    except APIError as error:
-        if not _thread_failed(error, plan):
-            _refused(plan, error)
-            raise
-        plan = _fallback(turn, plan, error)
-        result = await client.assistant.chat(**_request(turn, plan))
-    text, stopped = cut_at_stop(result.content, turn.stop)
-    return _result(plan, text, stopped, result)
+    steps = _Steps(turn, streaming=False)
+    while isinstance(step := steps.step, SendRequest):
+        with steps:
+            steps.answer = await client.assistant.chat(**step.request)
+    return _only_result(steps)
+
+
+def _only_result(steps: _Steps) -> AnswerResult:
+    (result,) = steps.rest()
+    assert isinstance(result, AnswerResult)  # a blocking answer has no pieces
+    return result
 
 
 def stream_answer(
     client: HaufeCopilotClient, turn: AssistantTurn
 ) -> Generator[AnswerDelta | AnswerResult, None, None]:
     """The answer's pieces as they arrive, then one `AnswerResult` (its `text` whole)."""
-    plan = _check(turn)
-    for attempt in (1, 2):
-        gathered = AnswerAssembler()
-        stop_filter = StopFilter(turn.stop)
-        pieces: list[str] = []
-        try:
-            with client.assistant.stream(**_request(turn, plan)) as chunks:
-                for chunk in chunks:
-                    gathered.add(chunk)
-                    piece = stop_filter.feed(chunk.delta.content)
-                    if piece:
-                        pieces.append(piece)
-                        yield AnswerDelta(piece, chunk.message_id)
-                    if stop_filter.stopped:
-                        break
-        except APIError as error:
-            if attempt == 2 or pieces or not _thread_failed(error, plan):
-                if not pieces:
-                    _refused(plan, error)
-                raise
-            plan = _fallback(turn, plan, error)
-            continue
-        tail = stop_filter.flush()
-        if tail:
-            pieces.append(tail)
-            yield AnswerDelta(tail, gathered.message_id)
-        yield _result(plan, "".join(pieces), stop_filter.stopped, gathered.answer(""))
-        return
+    steps = _Steps(turn, streaming=True)
+    while isinstance(step := steps.step, OpenStream):
+        with steps, client.assistant.stream(**step.request) as chunks:
+            for chunk in chunks:
+                if (piece := step.read(chunk)) is not None:
+                    yield piece
+                if step.stopped:
+                    break
+    yield from steps.rest()
 
 
 async def astream_answer(
     client: AsyncHaufeCopilotClient, turn: AssistantTurn
 ) -> AsyncGenerator[AnswerDelta | AnswerResult, None]:
     """See `stream_answer`."""
-    plan = _check(turn)
-    for attempt in (1, 2):
-        gathered = AnswerAssembler()
-        stop_filter = StopFilter(turn.stop)
-        pieces: list[str] = []
-        try:
-            async with client.assistant.stream(**_request(turn, plan)) as chunks:
+    steps = _Steps(turn, streaming=True)
+    while isinstance(step := steps.step, OpenStream):
+        with steps:
+            async with client.assistant.stream(**step.request) as chunks:
                 async for chunk in chunks:
-                    gathered.add(chunk)
-                    piece = stop_filter.feed(chunk.delta.content)
-                    if piece:
-                        pieces.append(piece)
-                        yield AnswerDelta(piece, chunk.message_id)
-                    if stop_filter.stopped:
+                    if (piece := step.read(chunk)) is not None:
+                        yield piece
+                    if step.stopped:
                         break
-        except APIError as error:
-            if attempt == 2 or pieces or not _thread_failed(error, plan):
-                if not pieces:
-                    _refused(plan, error)
-                raise
-            plan = _fallback(turn, plan, error)
-            continue
-        tail = stop_filter.flush()
-        if tail:
-            pieces.append(tail)
-            yield AnswerDelta(tail, gathered.message_id)
-        yield _result(plan, "".join(pieces), stop_filter.stopped, gathered.answer(""))
-        return
+    for rest in steps.rest():
+        yield rest
