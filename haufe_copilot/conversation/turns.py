@@ -36,16 +36,6 @@ if TYPE_CHECKING:
     from haufe_copilot.transport.async_client import AsyncHaufeCopilotClient
     from haufe_copilot.transport.client import HaufeCopilotClient
 
-__all__ = [
-    "AnswerDelta",
-    "AnswerResult",
-    "AssistantTurn",
-    "aanswer",
-    "answer",
-    "astream_answer",
-    "stream_answer",
-]
-
 logger = logging.getLogger("haufe_copilot.conversation.turns")
 
 _STACK_ENDINGS = ("user", "tool", "system")

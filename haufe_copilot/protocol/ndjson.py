@@ -1,9 +1,9 @@
 """Incremental NDJSON decoding, sans I/O.
 
-Bytes go in split anywhere (inside a line, inside a UTF-8 character, between CR and LF); JSON
-objects come out once their line is complete. Blank lines are skipped. A line longer than the
-bound is refused as soon as the buffer passes it, so a server that never sends a newline cannot
-make the client eat memory.
+Bytes go in split anywhere (inside a line, inside a UTF-8 character, between CR and LF); lines
+come out once complete, and `parse_object` reads one as a JSON object. Blank lines are skipped. A
+line longer than the bound is refused as soon as the buffer passes it, so a server that never
+sends a newline cannot make the client eat memory.
 """
 
 from __future__ import annotations
@@ -65,22 +65,6 @@ class NDJSONLines:
                 f"A stream line of {len(raw)} bytes exceeded the bound of {self._max_line_bytes} bytes."
             )
         return bytes(raw) if raw.strip() else b""
-
-
-class NDJSONDecoder:
-    """Feed bytes, get the JSON objects of every line completed so far."""
-
-    __slots__ = ("_lines",)
-
-    def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
-        self._lines = NDJSONLines(max_line_bytes)
-
-    def feed(self, data: bytes) -> list[dict[str, Any]]:
-        return [parse_object(line) for line in self._lines.feed(data)]
-
-    def close(self) -> list[dict[str, Any]]:
-        """The object of a last line that had no newline, if any."""
-        return [parse_object(line) for line in self._lines.close()]
 
 
 def parse_object(line: bytes) -> dict[str, Any]:

@@ -3,8 +3,7 @@
 A streamed tool call arrives in pieces: the first fragment of a call carries its `index`, `id`
 and name, later ones only more of the arguments' JSON text, and the fragments of parallel calls
 are interleaved, told apart by `index`. OpenAI-compatible chunks nest this
-(`{"index", "id", "function": {"name", "arguments"}}`); the assistant stream sends it flat
-(`{"index", "id" or "tool_call_id", "name", "arguments"}`). Servers differ in the details (a
+(`{"index", "id", "function": {"name", "arguments"}}`). Servers differ in the details (a
 missing index, a name repeated in every fragment, no id at all), so the accumulator tolerates
 them, and it refuses only what cannot be a fragment, with the package's typed error.
 `partial_arguments()` shows the arguments while their JSON is still incomplete.
@@ -127,20 +126,6 @@ class ToolCallAccumulator:
             id=_text(delta, delta, "id"),
             name=_text(function, delta, "name"),
             arguments=_arguments(function, delta),
-        )
-
-    def add_flat(self, fragment: Mapping[str, Any]) -> None:
-        """Add one flat fragment: `index`, `id` (or `tool_call_id`), `name`, `arguments`."""
-        if not isinstance(fragment, Mapping):
-            raise APIResponseValidationError(
-                f"A tool call fragment is not a JSON object: {_preview(fragment)}"
-            )
-        key = "id" if fragment.get("id") is not None else "tool_call_id"
-        self.add(
-            index=_index(fragment),
-            id=_text(fragment, fragment, key),
-            name=_text(fragment, fragment, "name"),
-            arguments=_arguments(fragment, fragment),
         )
 
     def calls(self) -> list[AssembledToolCall]:

@@ -1,4 +1,4 @@
-"""The NDJSON decoder and the assistant stream's line parser, sans I/O."""
+"""The NDJSON line splitter, its object parser and the assistant stream's line parser, sans I/O."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from haufe_copilot.errors import (
     ResponseTooLargeError,
 )
 from haufe_copilot.protocol.assistant import parse_chunk
-from haufe_copilot.protocol.ndjson import NDJSONDecoder
+from haufe_copilot.protocol.ndjson import NDJSONLines, parse_object
 from haufe_copilot.types import StreamChunk
 
 json_values = st.recursive(
@@ -30,15 +30,19 @@ json_values = st.recursive(
 json_objects = st.dictionaries(st.text(max_size=10), json_values, max_size=5)
 
 
+def objects_of(lines: list[bytes]) -> list[dict[str, Any]]:
+    return [parse_object(line) for line in lines]
+
+
 def decode_in_pieces(data: bytes, cuts: list[int], max_line_bytes: int = 1 << 20) -> list[dict[str, Any]]:
-    decoder = NDJSONDecoder(max_line_bytes)
+    decoder = NDJSONLines(max_line_bytes)
     out: list[dict[str, Any]] = []
     previous = 0
     for cut in sorted(set(cuts)):
-        out.extend(decoder.feed(data[previous:cut]))
+        out.extend(objects_of(decoder.feed(data[previous:cut])))
         previous = cut
-    out.extend(decoder.feed(data[previous:]))
-    out.extend(decoder.close())
+    out.extend(objects_of(decoder.feed(data[previous:])))
+    out.extend(objects_of(decoder.close()))
     return out
 
 
@@ -93,29 +97,29 @@ def test_text_that_is_not_json_is_a_validation_error(text: str) -> None:
 
 
 def test_a_line_over_the_bound_is_refused_before_its_newline_arrives() -> None:
-    decoder = NDJSONDecoder(max_line_bytes=1024)
+    decoder = NDJSONLines(max_line_bytes=1024)
     decoder.feed(b'{"a": "' + b"x" * 1000)
     with pytest.raises(ResponseTooLargeError, match="1024"):
         decoder.feed(b"x" * 100)
 
 
 def test_a_complete_line_over_the_bound_is_refused() -> None:
-    decoder = NDJSONDecoder(max_line_bytes=16)
+    decoder = NDJSONLines(max_line_bytes=16)
     with pytest.raises(ResponseTooLargeError):
         decoder.feed(b'{"content": "' + b"y" * 40 + b'"}\n')
 
 
 def test_a_json_value_that_is_not_an_object_is_refused() -> None:
     with pytest.raises(APIResponseValidationError, match="not a JSON object"):
-        NDJSONDecoder().feed(b"[1, 2]\n")
+        objects_of(NDJSONLines().feed(b"[1, 2]\n"))
 
 
 def test_a_long_line_in_many_small_pieces_is_linear() -> None:
-    decoder = NDJSONDecoder()
+    decoder = NDJSONLines()
     payload = json.dumps({"content": "z" * 2_000_000}).encode() + b"\n"
     out = []
     for i in range(0, len(payload), 1000):
-        out.extend(decoder.feed(payload[i : i + 1000]))
+        out.extend(objects_of(decoder.feed(payload[i : i + 1000])))
     assert len(out) == 1 and len(out[0]["content"]) == 2_000_000
 
 

@@ -17,6 +17,16 @@ from haufe_copilot.protocol.tool_calls import AssembledToolCall, ToolCallAccumul
 # --- the accumulator ------------------------------------------------------------------------
 
 
+def openai_delta(fragment: Any) -> Any:
+    """A flat tool-call fragment (`index`, `id` or `tool_call_id`, `name`, `arguments`, as some
+    servers send them) in the OpenAI shape the accumulator reads; anything else as it is."""
+    if not isinstance(fragment, dict):
+        return fragment
+    call_id = fragment.get("id") if fragment.get("id") is not None else fragment.get("tool_call_id")
+    function = {key: fragment[key] for key in ("name", "arguments") if key in fragment}
+    return {"index": fragment.get("index"), "id": call_id, "function": function}
+
+
 def test_the_openai_fragments_of_one_call() -> None:
     acc = ToolCallAccumulator()
     acc.add_openai_delta(
@@ -42,10 +52,14 @@ def test_parallel_calls_interleaved_by_index_come_out_in_index_order() -> None:
 
 def test_the_flat_shape() -> None:
     acc = ToolCallAccumulator()
-    acc.add_flat({"index": 0, "id": "call_1", "name": "get_weather", "arguments": '{"ci'})
-    acc.add_flat({"index": 0, "arguments": 'ty": "Köln"}'})
-    acc.add_flat(
-        {"event": "tool_call", "index": 1, "tool_call_id": "call_2", "name": "now", "arguments": None}
+    acc.add_openai_delta(
+        openai_delta({"index": 0, "id": "call_1", "name": "get_weather", "arguments": '{"ci'})
+    )
+    acc.add_openai_delta(openai_delta({"index": 0, "arguments": 'ty": "Köln"}'}))
+    acc.add_openai_delta(
+        openai_delta(
+            {"event": "tool_call", "index": 1, "tool_call_id": "call_2", "name": "now", "arguments": None}
+        )
     )
     assert acc.calls() == [
         AssembledToolCall(0, "call_1", "get_weather", '{"city": "Köln"}'),
@@ -149,9 +163,9 @@ def test_a_fragment_of_the_wrong_shape_is_a_validation_error(delta: dict[str, An
 
 def test_a_flat_fragment_that_is_not_an_object_is_a_validation_error() -> None:
     with pytest.raises(APIResponseValidationError):
-        ToolCallAccumulator().add_flat([1, 2])  # type: ignore[arg-type]
+        ToolCallAccumulator().add_openai_delta(openai_delta([1, 2]))
     with pytest.raises(APIResponseValidationError):
-        ToolCallAccumulator().add_flat({"index": 0, "name": 7})
+        ToolCallAccumulator().add_openai_delta(openai_delta({"index": 0, "name": 7}))
 
 
 def test_parsed_arguments() -> None:
@@ -393,7 +407,7 @@ def test_flat_tool_call_events_split_at_any_byte_assemble_to_the_original_calls(
         for event in decoder.feed(part):
             types.append(event.event)
             if event.event == "tool_call":
-                acc.add_flat(event.json())
+                acc.add_openai_delta(openai_delta(event.json()))
     assert decoder.close() == []
     assert types[0] == "status" and types[-1] == "done"
     assert_assembled(acc, calls)
@@ -418,5 +432,5 @@ def test_tool_call_stream_fed_byte_by_byte(
     acc = ToolCallAccumulator()
     for position in range(len(stream)):
         for event in decoder.feed(stream[position : position + 1]):
-            acc.add_flat(event.json())
+            acc.add_openai_delta(openai_delta(event.json()))
     assert_assembled(acc, calls)
