@@ -63,8 +63,8 @@ class SSEDecoder:
     """Feed bytes, get the events completed so far.
 
     One decoder may serve several connections of one logical stream: `close()` ends a connection
-    (dropping what was unfinished) but keeps `last_event_id` and `retry`, which are what a
-    reconnection needs.
+    (dropping what was unfinished) but keeps the last event ID, which the next connection's
+    events carry as their `id`.
     """
 
     __slots__ = (
@@ -78,7 +78,6 @@ class SSEDecoder:
         "_line",
         "_max_event_bytes",
         "_pending_id",
-        "_retry",
         "_skip_lf",
     )
 
@@ -98,25 +97,10 @@ class SSEDecoder:
         self._event_retry: int | None = None
         self._block_has_id = False
         # The spec's "last event ID buffer" (set by `id`) and "last event ID string" (set from the
-        # buffer by every blank line); "" in the spec is None here.
+        # buffer by every blank line, whether or not its block had data, and kept until another
+        # `id`; an empty `id` resets it, one containing NUL is ignored); "" in the spec is None here.
         self._pending_id: str | None = None
         self._last_event_id: str | None = None
-        self._retry: int | None = None
-
-    @property
-    def last_event_id(self) -> str | None:
-        """The stream's last event ID (for a reconnection's `Last-Event-ID`), or None if there is none.
-
-        As the spec defines it: set from the latest `id` field each time a blank line ends a
-        block, whether or not that block had data, and kept until the server sends another `id`.
-        An empty `id` field resets it to None; an `id` containing NUL is ignored.
-        """
-        return self._last_event_id
-
-    @property
-    def retry(self) -> int | None:
-        """The reconnection time in milliseconds the server last asked for, or None."""
-        return self._retry
 
     def feed(self, data: bytes) -> list[ServerSentEvent]:
         """The events that `data` completes (in order); raises `ResponseTooLargeError`."""
@@ -232,7 +216,7 @@ class SSEDecoder:
                     self._block_has_id = True
             elif name == b"retry" and value.isdigit():  # bytes.isdigit(): ASCII digits, not empty
                 with suppress(ValueError):  # more digits than int() takes: no sensible time anyway
-                    self._event_retry = self._retry = int(value)
+                    self._event_retry = int(value)
             # any other field is ignored
         return events
 
