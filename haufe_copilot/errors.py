@@ -265,24 +265,6 @@ class GatewayTimeoutError(APIStatusError):
     hint = "The service took too long."
 
 
-_CLASS_BY_CODE: dict[str, type[APIStatusError]] = {
-    "unauthorized": AuthenticationError,
-    "attachment_access_forbidden": PermissionDeniedError,
-    "assistant_not_available": PermissionDeniedError,
-    "assistant_not_found": NotFoundError,
-    "resource_not_found": NotFoundError,
-    "thread_not_found": NotFoundError,
-    "conflict": ConflictError,
-    "attachment_not_unique": ConflictError,
-    "incorrect_stack_ending": BadRequestError,
-    "validation_error": UnprocessableEntityError,
-    "rate_limit_gateway": RateLimitError,
-    "internal_server_error": InternalServerError,
-    "attachment_document_not_reachable": ServiceUnavailableError,
-    "internal_service_error": ServiceUnavailableError,
-    "api_timeout_error": GatewayTimeoutError,
-}
-
 _CLASS_BY_STATUS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -416,9 +398,9 @@ def error_from_stream_object(obj: Mapping[str, Any], *, partial: str = "") -> AP
 
 
 def _classify(error_code: str | None, status_code: int) -> type[APIStatusError]:
-    if error_code is not None and error_code in _CLASS_BY_CODE:
-        return _CLASS_BY_CODE[error_code]
-    return _CLASS_BY_STATUS.get(status_code, APIStatusError)
+    # A documented code says more than the status it came with (a proxy may change the status).
+    documented = STATUS_BY_CODE.get(error_code) if error_code is not None else None
+    return _CLASS_BY_STATUS.get(documented or status_code, APIStatusError)
 
 
 def _message(status_code: int, error_code: str | None, detail: Any, summary: str) -> str:

@@ -7,11 +7,10 @@ import os
 
 # The credential-header rule is wire knowledge (the emulator records by it too); the core's log
 # lines, exceptions and the adapters keep reaching it here.
-from haufe_copilot.types.headers import REDACTED, SECRET_HEADERS, is_secret_header, redacted_headers
+from haufe_copilot.types.headers import REDACTED, is_secret_header, redacted_headers
 
 __all__ = [
     "REDACTED",
-    "SECRET_HEADERS",
     "configure_from_environment",
     "is_secret_header",
     "logger",

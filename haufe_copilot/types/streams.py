@@ -14,13 +14,11 @@ __all__ = [
     "StatusEvent",
     "StreamEvent",
     "StreamHandle",
-    "StreamState",
     "StreamStatus",
     "ThinkingEvent",
     "ToolCallEvent",
 ]
 
-StreamState = Literal["pending", "processing", "completed", "failed", "cancelled", "error"]
 #: The statuses after which a stream produces nothing more.
 FINISHED_STATES = frozenset({"completed", "failed", "cancelled", "error"})
 

@@ -34,7 +34,14 @@ import pytest
 from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient, errors
 from haufe_copilot.transport.base_client import MAX_ERROR_BODY_BYTES
 from haufe_emulator import EmulatorConfig, EmulatorServer
-from tests.conftest import ASSISTANT_ID, QUESTION, SECRET_HEADERS, SESSION_API_KEY, user
+from tests.conftest import (
+    ASSISTANT_ID,
+    QUESTION,
+    SESSION_API_KEY,
+    _before_record_request,
+    _before_record_response,
+    user,
+)
 from tests.reliability import probes
 from tests.reliability.servers import RawServer, refused_port
 
@@ -459,7 +466,8 @@ def gather_cassette(emulator: EmulatorServer, out: Surfaces, tmp_path: Path) -> 
     import vcr
 
     recorder = vcr.VCR(
-        filter_headers=[(name, "<redacted>") for name in SECRET_HEADERS],
+        before_record_request=_before_record_request,
+        before_record_response=_before_record_response,
         match_on=["method", "path", "query", "body"],
         decode_compressed_response=True,
         record_mode="all",
