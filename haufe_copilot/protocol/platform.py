@@ -432,11 +432,6 @@ def stream_event_text(event: StreamEvent) -> str:
     return getattr(event, "content", "") if event.event == "delta" else ""
 
 
-STREAM_EVENTS: StreamFormat[ServerSentEvent, StreamEvent] = StreamFormat(
-    SSEDecoder, parse_stream_event, stream_event_text
-)
-
-
 def stream_events_after(last_event_id: int) -> StreamFormat[ServerSentEvent, StreamEvent]:
     """The events of one observation that resumes after `last_event_id`, each new one once: an
     event whose own id is at or below the last one delivered is a resend and is dropped; an

@@ -44,21 +44,22 @@ from haufe_copilot.errors import (
     parse_retry_after,
 )
 from haufe_copilot.protocol.assistant import ASSISTANT_STREAM, StreamFormat, parse_answer, parse_chunk
-from haufe_copilot.protocol.ndjson import NDJSONDecoder
+from haufe_copilot.protocol.ndjson import NDJSONLines, parse_object
 from haufe_copilot.protocol.platform import (
     COMPLETION_STREAM,
-    STREAM_EVENTS,
     completion_from_chunks,
     parse_completion,
     parse_completion_event,
     parse_stream_handle,
     parse_stream_status,
+    stream_events_after,
 )
 from haufe_copilot.protocol.sse import SSEDecoder
 from haufe_copilot.protocol.tool_calls import ToolCallAccumulator
 from haufe_copilot.types.completions import ChatCompletionChunk
 from haufe_emulator import EmulatorServer
 from tests.conftest import ASSISTANT_ID, SESSION_API_KEY
+from tests.protocol.test_tool_calls import openai_delta
 
 texts = st.text(max_size=12)
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | texts
@@ -152,10 +153,13 @@ def event_streams(draw: st.DrawFn) -> tuple[bytes, str]:
     return data, "".join(contents)
 
 
-FORMATS: dict[str, tuple[StreamFormat[Any, Any], Callable[[], st.SearchStrategy[tuple[bytes, str]]]]] = {
-    "assistant-ndjson": (ASSISTANT_STREAM, assistant_streams),
-    "completion-sse": (COMPLETION_STREAM, completion_streams),
-    "async-stream-events": (STREAM_EVENTS, event_streams),
+#: Each format made afresh for every run: an async stream's filter remembers the last id it delivered.
+FORMATS: dict[
+    str, tuple[Callable[[], StreamFormat[Any, Any]], Callable[[], st.SearchStrategy[tuple[bytes, str]]]]
+] = {
+    "assistant-ndjson": (lambda: ASSISTANT_STREAM, assistant_streams),
+    "completion-sse": (lambda: COMPLETION_STREAM, completion_streams),
+    "async-stream-events": (lambda: stream_events_after(0), event_streams),  # a stream read from its start
 }
 
 
@@ -163,13 +167,13 @@ FORMATS: dict[str, tuple[StreamFormat[Any, Any], Callable[[], st.SearchStrategy[
 @settings(max_examples=120, deadline=None)
 @given(data=st.data())
 def test_a_valid_stream_split_anywhere_gives_exactly_its_items(name: str, data: st.DataObject) -> None:
-    fmt, streams = FORMATS[name]
+    make_format, streams = FORMATS[name]
     body, text = data.draw(streams())
-    whole = run_format(fmt, [body])
-    assert "".join(fmt.text_of(item) for item in whole) == text
+    whole = run_format(make_format(), [body])
+    assert "".join(make_format().text_of(item) for item in whole) == text
     cuts = data.draw(st.lists(st.integers(0, len(body)), max_size=12))
-    assert run_format(fmt, split(body, cuts)) == whole
-    assert run_format(fmt, [body[i : i + 1] for i in range(len(body))]) == whole
+    assert run_format(make_format(), split(body, cuts)) == whole
+    assert run_format(make_format(), [body[i : i + 1] for i in range(len(body))]) == whole
 
 
 @st.composite
@@ -195,11 +199,11 @@ def mutated(draw: st.DrawFn, streams: Callable[[], st.SearchStrategy[tuple[bytes
 @settings(max_examples=250, deadline=None)
 @given(data=st.data())
 def test_a_damaged_stream_gives_items_or_a_typed_error_nothing_else(name: str, data: st.DataObject) -> None:
-    fmt, streams = FORMATS[name]
+    make_format, streams = FORMATS[name]
     body = data.draw(mutated(streams) | st.binary(max_size=300))
     cuts = data.draw(st.lists(st.integers(0, len(body)), max_size=8))
     with contextlib.suppress(HaufeCopilotError):
-        run_format(fmt, split(body, cuts), max_bytes=data.draw(st.sampled_from([64, 1 << 16])))
+        run_format(make_format(), split(body, cuts), max_bytes=data.draw(st.sampled_from([64, 1 << 16])))
 
 
 # -- tool calls, completions, errors -----------------------------------------------------------
@@ -244,7 +248,7 @@ def test_arbitrary_tool_call_fragments_give_a_typed_error_or_the_arguments_in_or
             if nested:
                 accumulator.add_openai_delta(fragment)
             else:
-                accumulator.add_flat(fragment)
+                accumulator.add_openai_delta(openai_delta(fragment))
         except APIResponseValidationError:
             continue
         index = fragment.get("index")
@@ -592,9 +596,9 @@ def check_answer(http: httpx.Client, request: httpx.Request) -> tuple[int, bytes
     kind = response.headers.get("content-type", "")
     # A 2xx answer must be one the client reads without an error.
     if "x-ndjson" in kind:
-        decoder = NDJSONDecoder()
-        for obj in decoder.feed(content) + decoder.close():
-            parse_chunk(obj)
+        lines = NDJSONLines()
+        for line in lines.feed(content) + lines.close():
+            parse_chunk(parse_object(line))
     elif "event-stream" in kind:
         sse = SSEDecoder()
         for event in sse.feed(content):

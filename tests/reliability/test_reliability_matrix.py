@@ -200,7 +200,8 @@ def test_a_client_that_takes_an_empty_stream_for_an_answer_fails_its_cell(
 
 def _old_event_filter(last: int) -> Any:
     """The filter before SSE's rule: every event at or below the last id dropped, id-less ones too."""
-    from haufe_copilot.protocol.platform import STREAM_EVENTS, StreamFormat, parse_stream_event
+    from haufe_copilot.protocol.platform import StreamFormat, parse_stream_event, stream_event_text
+    from haufe_copilot.protocol.sse import SSEDecoder
 
     seen = [last]
 
@@ -211,7 +212,7 @@ def _old_event_filter(last: int) -> Any:
         seen[0] = event.id
         return event
 
-    return StreamFormat(STREAM_EVENTS.decoder, convert, STREAM_EVENTS.text_of)
+    return StreamFormat(SSEDecoder, convert, stream_event_text)
 
 
 def _retries_after_a_200(
