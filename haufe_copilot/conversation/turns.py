@@ -5,6 +5,9 @@ module sends it through the core client, falls back once to a new thread when a 
 fails as docs/contract.md (Retries) says, applies stop sequences on the client, and returns the text with
 the metadata every answer carries (thread, message, sources, digests, `thread_action`). The
 adapters only translate their message types to `Turn`s and the result back.
+
+All of that is one generator without I/O, `_turn_flow`; the four entry points (blocking or
+streamed, sync or async) only make the requests it asks for and report what came back.
 """
 
 from __future__ import annotations
