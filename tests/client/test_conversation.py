@@ -101,6 +101,31 @@ def test_a_failed_continuation_opens_a_new_thread_once(
     assert len(emulator.state.bodies(path)[-1]["messages"]) == 3  # the whole history, on the new thread
 
 
+def test_the_turn_flow_asks_for_each_request_and_falls_back_by_itself(
+    client: HaufeCopilotClient,
+) -> None:
+    """The flow itself makes no call: it says what to send, is told what came back (a failure is
+    thrown in), and opens the new thread once."""
+    from haufe_copilot.conversation.turns import SendRequest, _turn_flow
+
+    first = ask(client, [Turn("user", QUESTION)], False)
+    history = [Turn("user", QUESTION), as_turn(first), Turn("user", "Und weiter?")]
+    flow = _turn_flow(AssistantTurn(assistant_id=ASSISTANT_ID, history=history), streaming=False)
+    continuation = next(flow)
+    assert isinstance(continuation, SendRequest)
+    assert continuation.request["thread_id"] == first.metadata["thread_id"]
+    assert len(continuation.request["messages"]) == 1
+    fallback = flow.throw(errors.NotFoundError("gone", status_code=404, error_code="thread_not_found"))
+    assert isinstance(fallback, SendRequest)
+    assert fallback.request["thread_id"] is None and len(fallback.request["messages"]) == 3
+    result = flow.send(client.assistant.chat(**fallback.request))
+    assert isinstance(result, AnswerResult)
+    assert result.metadata["thread_action"] == "new"
+    assert result.metadata["thread_reason"].startswith("thread_failed: NotFoundError")
+    with pytest.raises(StopIteration):
+        next(flow)
+
+
 def test_a_failed_continuation_is_not_retried_twice(client: HaufeCopilotClient, fault_id: str) -> None:
     first = ask(client, [Turn("user", QUESTION)], False)
     history = [Turn("user", QUESTION), as_turn(first), Turn("user", "Und weiter?")]
