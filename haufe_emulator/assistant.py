@@ -14,9 +14,19 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from .app import ANSWER_TYPE, ComposedAnswer, EmulatorConfig, Knowledge, RequestContext, begin, parse_body
+from .app import (
+    ANSWER_TYPE,
+    ComposedAnswer,
+    EmulatorConfig,
+    Knowledge,
+    RequestContext,
+    begin,
+    parse_body,
+    scripted_answer,
+)
 from .faults import error_body
 from .responses import StreamingBody
+from .scripts import Asked
 from .state import EmulatorState, Thread
 
 Role = Literal["user", "assistant", "system", "tool"]
@@ -86,7 +96,13 @@ def add_assistant_routes(
         # The question is the last user turn; every earlier user turn of the thread is context.
         user_turns = [m["content"] for m in thread.messages + messages if m["role"] == "user"]
         question = user_turns[-1] if user_turns else messages[-1]["content"]
-        answer = knowledge.answer(question, user_turns[:-1])
+        streamed = request.url.path.endswith("/stream")
+        scripted = await scripted_answer(
+            context, state, Asked("assistant", question, streamed, path=request.url.path)
+        )
+        if isinstance(scripted, Response):
+            return scripted
+        answer = scripted or knowledge.answer(question, user_turns[:-1])
         thread.messages.extend(messages)
         thread.messages.append({"role": "assistant", "content": answer.text})
         return context, thread, answer
@@ -198,8 +214,8 @@ async def _ndjson_deltas(
             record.outcome = "error"
             yield (json.dumps(error_body(plan.stream_error), ensure_ascii=False) + "\n").encode("utf-8")
             return
-        if plan.delta_delay:
-            await asyncio.sleep(plan.delta_delay)
+        if pause := plan.pause_before(index):
+            await asyncio.sleep(pause)
         last = index == len(pieces) - 1
         chunk = {
             "created_at": created_at,

@@ -64,12 +64,23 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .app import EmulatorConfig, FunctionEntry, FunctionName, Knowledge, RequestContext, begin, parse_body
+from .app import (
+    ComposedAnswer,
+    EmulatorConfig,
+    FunctionEntry,
+    FunctionName,
+    Knowledge,
+    RequestContext,
+    begin,
+    parse_body,
+    scripted_answer,
+)
 from .assistant import split_deltas
 from .compose import tool_results_in
 from .faults import error_body
 from .responses import StreamingBody, sse_frame
 from .schema_values import UnsupportedSchema, value_for_schema
+from .scripts import Asked
 from .state import EmulatorState, StreamRecord
 from .tool_intent import calls_after_tool_results, split_fragments, tool_calls_for
 
@@ -511,13 +522,18 @@ def _thinking_text(question: str, answer_sources: Iterable[Any]) -> str:
 
 
 def plan_generation(
-    body: _AsyncRequest, knowledge: Knowledge, config: EmulatorConfig, delta_count: int | None
+    body: _AsyncRequest,
+    knowledge: Knowledge,
+    config: EmulatorConfig,
+    delta_count: int | None,
+    scripted: ComposedAnswer | None = None,
 ) -> _Generation:
-    """Every event the stream will produce after `status: processing` and before `done`;
-    `UnsupportedSchema` where a tool's or the response format's schema is beyond the emulator."""
+    """Every event the stream will produce after `status: processing` and before `done` (a
+    `scripted` answer's text and tool calls where a test scripted one); `UnsupportedSchema` where
+    a tool's or the response format's schema is beyond the emulator."""
     messages = [m.model_dump() for m in body.messages]
     question, history = _question_and_history(messages)
-    answer = knowledge.answer(question, history)
+    answer = scripted or knowledge.answer(question, history)
     whole = body.stream is False
     generation = _Generation()
     completion = 0
@@ -534,7 +550,9 @@ def plan_generation(
 
     results = _tool_results(messages)
     calls = []
-    if body.tools and not results and body.tool_choice != "none":
+    if scripted is not None:
+        calls = list(scripted.tool_calls)
+    elif body.tools and not results and body.tool_choice != "none":
         choice: Any = body.tool_choice
         if isinstance(choice, _ChosenTool):
             choice = choice.model_dump()
@@ -574,7 +592,7 @@ def plan_generation(
 
     if not calls:
         schema = body.response_format.target_schema if body.response_format is not None else None
-        if schema is not None:
+        if schema is not None and scripted is None:
             try:
                 value = value_for_schema(schema, question, evidence=knowledge.evidence(question, history))
             except UnsupportedSchema as exc:
@@ -582,7 +600,7 @@ def plan_generation(
             deltas = pieces_of(json.dumps(value, ensure_ascii=False))
         else:
             text = answer.text
-            if results:
+            if results and scripted is None:
                 text = knowledge.answer_after_tool_results(question, history, tool_results_in(messages))
             deltas = pieces_of(text)
             if body.max_tokens is not None:
@@ -605,8 +623,9 @@ async def _run(stream: AsyncStream, generation: _Generation, context: RequestCon
     """The background task: the events, paced by `x-emulator-delta-delay`, then `done`."""
     plan = context.plan
 
-    async def pause() -> None:
-        await asyncio.sleep(plan.delta_delay)  # 0: still lets observers and a cancel in
+    async def pause(before_delta: int | None = None) -> None:
+        delay = plan.delta_delay if before_delta is None else plan.pause_before(before_delta)
+        await asyncio.sleep(delay)  # 0: still lets observers and a cancel in
 
     try:
         await pause()
@@ -616,7 +635,7 @@ async def _run(stream: AsyncStream, generation: _Generation, context: RequestCon
         for event, data in generation.events:
             if event == "delta" and plan.stream_error is not None and deltas >= plan.stream_error_after:
                 break
-            await pause()
+            await pause(deltas if event == "delta" else None)
             stream.append(event, data)
             deltas += event == "delta"
         await pause()
@@ -709,8 +728,15 @@ def add_async_stream_routes(
         parsed = parse_body(context, _AsyncRequest, _LenientAsyncRequest, config, platform=True)
         if isinstance(parsed, Response):
             return parsed
+        offered = tuple(tool.function.name for tool in parsed.tools or [])
+        question = _question_and_history([m.model_dump() for m in parsed.messages])[0]
+        scripted = await scripted_answer(
+            context, state, Asked("async_stream", question, True, offered, PREFIX)
+        )
+        if isinstance(scripted, Response):
+            return scripted
         try:
-            generation = plan_generation(parsed, knowledge, config, context.plan.delta_count)
+            generation = plan_generation(parsed, knowledge, config, context.plan.delta_count, scripted)
         except UnsupportedSchema as exc:
             return invalid(context, list(exc.loc), str(exc))
         try:

@@ -37,12 +37,23 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .app import EmulatorConfig, FunctionEntry, FunctionName, Knowledge, RequestContext, begin, parse_body
+from .app import (
+    ComposedAnswer,
+    EmulatorConfig,
+    FunctionEntry,
+    FunctionName,
+    Knowledge,
+    RequestContext,
+    begin,
+    parse_body,
+    scripted_answer,
+)
 from .assistant import split_deltas
 from .compose import tool_results_in
 from .faults import error_body
 from .responses import StreamingBody, sse_frame
 from .schema_values import UnsupportedSchema
+from .scripts import Asked
 from .state import EmulatorState, StreamRecord
 from .tool_intent import (
     PlannedToolCall,
@@ -289,7 +300,7 @@ def _limit(text: str, stop: str | list[str] | None, max_tokens: int | None) -> t
     return text, "stop"
 
 
-def _compose(parsed: _CompletionRequest, knowledge: Knowledge) -> _Answer:
+def _compose(parsed: _CompletionRequest, knowledge: Knowledge, scripted: ComposedAnswer | None) -> _Answer:
     messages = parsed.messages
     question, history = _question_and_history(messages)
     prompt_tokens = sum(_words(message.content) for message in messages)
@@ -298,8 +309,10 @@ def _compose(parsed: _CompletionRequest, knowledge: Knowledge) -> _Answer:
     if isinstance(choice, _NamedToolChoice):
         choice = choice.model_dump()
     calls: list[PlannedToolCall] = []
-    evidence = knowledge.evidence(question, history) if tools else ""
-    if tools and messages[-1].role == "user" and choice != "none":
+    evidence = knowledge.evidence(question, history) if tools and scripted is None else ""
+    if scripted is not None:
+        calls = list(scripted.tool_calls)
+    elif tools and messages[-1].role == "user" and choice != "none":
         calls = tool_calls_for(question, tools, choice, evidence=evidence)
     elif tools and messages[-1].role == "tool":
         called = [
@@ -312,7 +325,9 @@ def _compose(parsed: _CompletionRequest, knowledge: Knowledge) -> _Answer:
     if calls:
         tokens = sum(_words(call.name) + _words(call.arguments_json) for call in calls)
         return _Answer(None, calls, "tool_calls", prompt_tokens, tokens)
-    if messages[-1].role == "tool":
+    if scripted is not None:
+        text = scripted.text
+    elif messages[-1].role == "tool":
         text = _answer_tool_results(messages, question, history, knowledge)
     else:
         text = knowledge.answer(question, history).text
@@ -430,8 +445,8 @@ async def _event_stream(
             record.outcome = "error"
             yield sse_frame(json.dumps(error_body(plan.stream_error), ensure_ascii=False), event="error")
             return
-        if plan.delta_delay:
-            await asyncio.sleep(plan.delta_delay)
+        if pause := plan.pause_before(sent):
+            await asyncio.sleep(pause)
         yield frame([choice(index, delta)])
         record.deltas_sent += 1
     if plan.cut_after is not None:  # asked to cut after more deltas than the answer has
@@ -544,8 +559,13 @@ def add_completions_routes(
                 {"error_code": "streaming_requires_event_stream", "detail": STREAMING_REQUIRES_EVENT_STREAM},
                 status_code=400,
             )
+        offered = tuple(tool.function.name for tool in parsed.tools or [])
+        asked = Asked("completions", _question_and_history(parsed.messages)[0], streaming, offered, PATH)
+        scripted = await scripted_answer(context, state, asked)
+        if isinstance(scripted, Response):
+            return scripted
         try:
-            answer = _compose(parsed, knowledge)
+            answer = _compose(parsed, knowledge, scripted)
         except UnsupportedSchema as exc:
             problem = {"loc": ["body", "tools"], "msg": str(exc), "type": "value_error"}
             return context.json({"detail": [problem]}, status_code=422)

@@ -18,7 +18,9 @@ which win over the server's plan:
   chunk (a blocking answer: after half its body);
 - `x-emulator-malformed-after: <n>`: after n deltas send a line that is not JSON;
 - `x-emulator-stream-error: <error_code>`: after `x-emulator-stream-error-after` (default 0)
-  deltas send that `{error_code, detail}` line and end the stream.
+  deltas send that `{error_code, detail}` line and end the stream;
+- `x-emulator-stall: <seconds>` with `x-emulator-stall-after: <n>`: after n deltas the stream
+  sends nothing for that long, then goes on (a stalled answer: a client's read timeout fires).
 
 Not a fault but a switch for benchmarks: `x-emulator-bulk: <n>` makes a streamed answer n
 deltas of one word, prepared in advance and written in large writes, so that a benchmark
@@ -147,6 +149,8 @@ FAULT_BOUNDS: dict[str, Bound] = {
     "malformed_after": Bound(0, 1_000_000),
     "stream_error": Bound(0, 64, "characters"),
     "stream_error_after": Bound(0, 1_000_000),
+    "stall": Bound(0, 60, "seconds"),
+    "stall_after": Bound(0, 1_000_000),
     # an async stream's events are kept in its log: 10k of them are a few MB
     "delta_count": Bound(0, 10_000),
     # bulk answers are generated as they are sent, in 64 KiB writes: only their length grows
@@ -201,6 +205,8 @@ class FaultPlan:
     malformed_after: int | None = None
     stream_error: str | None = None
     stream_error_after: int = 0
+    stall: float = 0.0
+    stall_after: int | None = None
     bulk: int | None = None
     bulk_tool_fragments: int = 0
     bulk_delta_chars: int = 5
@@ -210,6 +216,11 @@ class FaultPlan:
     def without_faults(self) -> FaultPlan:
         """This plan with its errors and stream faults off (delays are kept)."""
         return replace(self, fault=None, cut_after=None, malformed_after=None, stream_error=None)
+
+    def pause_before(self, delta: int) -> float:
+        """Seconds to wait before sending the delta with this index (from 0): `delta_delay`,
+        and the stall where it comes."""
+        return self.delta_delay + (self.stall if delta == self.stall_after else 0.0)
 
     def with_headers(self, headers: Mapping[str, str]) -> FaultPlan:
         """This plan with the request's `x-emulator-*` headers applied on top.

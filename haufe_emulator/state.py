@@ -21,6 +21,7 @@ from typing import Any
 from haufe_copilot.types.headers import redacted_headers
 
 from .quota import QuotaLedger
+from .scripts import ScriptBook, api_of
 
 MAX_RECORDS = 10_000
 #: The recorded bodies (as received) and headers together stay under this many bytes.
@@ -66,6 +67,20 @@ class RecordedRequest:
         return decode_body(self.raw_body)
 
     @property
+    def api(self) -> str | None:
+        """The API family of the request (`scripts.APIS`), None for other paths."""
+        return api_of(self.path)
+
+    @property
+    def question(self) -> str | None:
+        """The content of the last user message the request sent (None where it sent none)."""
+        body = self.body
+        messages = body.get("messages") if isinstance(body, dict) else None
+        users = [m for m in messages or () if isinstance(m, dict) and m.get("role") == "user"]
+        content = users[-1].get("content") if users else None
+        return content if isinstance(content, str) else None
+
+    @property
     def size(self) -> int:
         """What this record counts against `MAX_RECORD_BYTES`."""
         headers = sum(len(name) + len(value) for name, value in self.headers.items())
@@ -97,6 +112,8 @@ class EmulatorState:
         self.fault_counts: OrderedDict[str, int] = OrderedDict()
         #: Requests per key against `EmulatorConfig.rate_limit`: admitted, refused (429).
         self.quota = QuotaLedger()
+        #: What tests scripted: answers and faults by API (scripts.py).
+        self.scripts = ScriptBook()
 
     # threads -------------------------------------------------------------------------------
 
@@ -160,3 +177,4 @@ class EmulatorState:
             self.streams.clear()
             self.fault_counts.clear()
         self.quota.reset()
+        self.scripts.reset()
