@@ -321,7 +321,7 @@ class ScriptBook:
         self.faults: list[ApiFault] = []
         #: Refuse requests no script matches (instead of answering from the corpus).
         self.strict = False
-        #: The requests refused for want of a script (strict), described.
+        #: The requests refused for want of a script (strict), described (`Asked.describe`).
         self.misses: list[str] = []
 
     def on(self, question: str | re.Pattern[str] | None = None, **how: Any) -> Script:
@@ -340,10 +340,9 @@ class ScriptBook:
                 return script
             if not self.strict:
                 return None
+            self.misses.append(asked.describe())
             declared = "; ".join(f"{n}. {s!r}" for n, s in enumerate(self.scripts, start=1)) or "none"
-            miss = f"No script matches {asked.describe()}. Scripts: {declared}."
-            self.misses.append(miss)
-        raise Unscripted(miss)
+        raise Unscripted(f"No script matches {asked.describe()}. Scripts: {declared}.")
 
     def add_fault(self, api: str | None, changes: Mapping[str, Any], times: int | None) -> None:
         if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +98,20 @@ def test_importing_an_adapter_without_its_framework_names_the_extra(
     kind, name, message = result.stdout.strip().split("|")
     assert kind in ("ImportError", "ModuleNotFoundError") and name == blocked[0]
     assert f"pip install 'haufe-copilot[{extra}]'" in message, message
+
+
+def test_the_pytest_plugin_loads_without_the_emulator_and_its_fixture_names_the_extra(tmp_path: Path) -> None:
+    """pytest loads the plugin (entry point) in every project that installs the package: a test
+    not using its fixtures runs as before; one using them fails saying what to install."""
+    (tmp_path / "test_users.py").write_text(
+        "def test_without(): pass\n\ndef test_with(haufe_emulator): pass\n", encoding="utf-8"
+    )
+    code = f"import pytest; sys.exit(pytest.main([{str(tmp_path)!r}, '-p', 'no:cacheprovider', '-rfE']))"
+    result = run_without(EMULATOR_LIBRARIES, code)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 passed, 1 error" in result.stdout, result.stdout
+    assert (
+        "the haufe_emulator fixtures need the emulator extra: pip install 'haufe-copilot[emulator]'"
+        in result.stdout
+    )
+    assert "fastapi" in result.stdout

@@ -39,6 +39,8 @@ def test_the_wheel_holds_the_corpus_and_py_typed(tmp_path: Path) -> None:
         zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     )
     assert "haufe-copilot = haufe_copilot.cli:main" in entry_points
+    # the test kit's pytest plugin (docs/testing.md), found by pytest in every project that installs us
+    assert "[pytest11]\nhaufe_emulator = haufe_emulator.pytest_plugin" in entry_points
 
 
 def _loaded_after(statement: str) -> set[str]:
@@ -64,3 +66,10 @@ def test_the_old_emulator_import_still_works_with_a_deprecation_warning() -> Non
     assert EmulatorServer is haufe_emulator.EmulatorServer
     assert EmulatorConfig is haufe_emulator.EmulatorConfig
     assert not _loaded_after("import haufe_copilot.emulator") & {"haufe_emulator", "fastapi", "uvicorn"}
+
+
+def test_loading_the_pytest_plugin_loads_no_server_and_no_framework() -> None:
+    """pytest imports the plugin in every session of a project that installs the package: that
+    costs neither the emulator's server nor a framework, until a test uses a fixture."""
+    loaded = _loaded_after("import haufe_emulator.pytest_plugin")
+    assert not loaded & {"langchain_core", "llama_index", "fastapi", "uvicorn", "starlette"}
