@@ -96,10 +96,8 @@ def test_the_rag_chain_answers_from_the_cited_passage(haufe_emulator):
     retrieval, generation = haufe_emulator.received("assistant")
     assert retrieval.question == generation.question == PROBEZEIT
     system = generation.body["messages"][0]
-    assert (
-        system["role"] == "system"
-        and "[1] § 622 Abs. 3 BGB: Während einer vereinbarten Probezeit" in (system["content"])
-    )
+    assert system["role"] == "system"
+    assert "[1] § 622 Abs. 3 BGB: Während einer vereinbarten Probezeit" in system["content"]
     assert generation.headers["api-key"] == "<redacted>"  # the record keeps no credential
 
 

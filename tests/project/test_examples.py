@@ -306,6 +306,43 @@ def test_the_fastapi_app_streams_answers_and_footnotes_as_sse(sse_app: str) -> N
         assert http.post("/ask", json={"question": ""}).status_code == 422
 
 
+# -- the test kit: a user's test file -----------------------------------------------------------
+
+KIT_EXAMPLE = EXAMPLES / "test_app_with_the_kit.py"
+
+
+def test_the_test_kit_example_passes_as_a_users_test_suite() -> None:
+    """`pytest examples/test_app_with_the_kit.py`, as a user runs it: no HAUFE_COPILOT_* set,
+    nothing of tests/conftest.py; the plugin comes from the package's entry point."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(KIT_EXAMPLE)],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=300,
+        env=environment(None),
+        cwd=EXAMPLES.parent,
+    )
+    declared = len(re.findall(r"^def test_", KIT_EXAMPLE.read_text(encoding="utf-8"), re.MULTILINE))
+    assert declared >= 6
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(rf"^{declared} passed in ", result.stdout, re.MULTILINE), result.stdout
+
+
+def test_the_testing_guide_shows_the_example_test_file_verbatim() -> None:
+    """docs/testing.md's Python is the example file's own code, so what the guide shows is what
+    the test above runs."""
+    guide = (EXAMPLES.parent / "docs" / "testing.md").read_text(encoding="utf-8")
+    source = KIT_EXAMPLE.read_text(encoding="utf-8")
+    readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
+    blocks = FENCE.findall(guide)
+    assert len(blocks) >= 8
+    shown_in_readme = [block for block in FENCE.findall(readme) if "(haufe_emulator)" in block]
+    assert shown_in_readme
+    for block in blocks + shown_in_readme:
+        assert block in source, block
+
+
 # -- the snippets in README.md and docs/ --------------------------------------------------------
 
 DOCUMENTS = [
