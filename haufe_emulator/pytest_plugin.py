@@ -21,7 +21,6 @@ Loading the plugin imports nothing beyond pytest: the emulator is imported when 
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import fields
@@ -30,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .scripts import Script
     from .server import EmulatorServer
     from .state import RecordedRequest, StreamRecord
 
@@ -62,6 +60,10 @@ class HaufeEmulator:
     def __init__(self, server: EmulatorServer) -> None:
         #: The `EmulatorServer` itself, for what this class does not wrap.
         self.server = server
+        #: Script an answer: `on(question, api=..., streamed=..., times=1, optional=False)`,
+        #: then `.answer(...)`, `.call_tool(...)`, `.fail(...)`, `.stall(...)`, `.cut(...)`
+        #: (`haufe_emulator.scripts.ScriptBook.on`).
+        self.on = server.state.scripts.on
 
     @property
     def base_url(self) -> str:
@@ -95,25 +97,7 @@ class HaufeEmulator:
             "HAUFE_COPILOT_ASSISTANT_ID": self.assistant_id,
         }
 
-    # scripting ------------------------------------------------------------------------------
-
-    def on(
-        self,
-        question: str | re.Pattern[str] | None = None,
-        *,
-        api: str | None = None,
-        streamed: bool | None = None,
-        times: int | None = 1,
-        optional: bool = False,
-    ) -> Script:
-        """Script the answer to a question (a case-insensitive substring, a compiled pattern, or
-        None for any), on one API ("assistant", "completions", "async_stream"; None: any), `times`
-        times (None: any number). Chain what it answers: `.answer(text, sources=[...])`,
-        `.call_tool(name, arguments)`, `.fail(error_code, after=n)`, `.stall(seconds, after=n)`,
-        `.cut(after=n)`. Scripts are matched in the order they were declared."""
-        return self.server.state.scripts.on(
-            question, api=api, streamed=streamed, times=times, optional=optional
-        )
+    # faults ---------------------------------------------------------------------------------
 
     def fault(
         self, api: str | None = None, *, error: str | None = None, times: int | None = None, **fields: Any

@@ -129,17 +129,16 @@ class Unscripted(LookupError):
     """Strict scripting and no script matches the request (the message names it)."""
 
 
+#: What a script matches in the question: a substring (case-insensitive), a pattern, or any.
+Question = str | re.Pattern[str] | None
+
+
 class Script:
-    """One scripted answer; made by `ScriptBook.on`, shaped by the chained methods."""
+    """One scripted answer; made by `ScriptBook.on` (which says what the arguments mean), shaped
+    by the chained methods."""
 
     def __init__(
-        self,
-        question: str | re.Pattern[str] | None = None,
-        *,
-        api: str | None = None,
-        streamed: bool | None = None,
-        times: int | None = 1,
-        optional: bool = False,
+        self, question: Question, api: str | None, streamed: bool | None, times: int | None, optional: bool
     ) -> None:
         if question is not None and not isinstance(question, (str, re.Pattern)):
             raise TypeError(f"question must be a str, a compiled pattern or None, not {question!r}")
@@ -324,8 +323,22 @@ class ScriptBook:
         #: The requests refused for want of a script (strict), described (`Asked.describe`).
         self.misses: list[str] = []
 
-    def on(self, question: str | re.Pattern[str] | None = None, **how: Any) -> Script:
-        script = Script(question, **how)
+    def on(
+        self,
+        question: Question = None,
+        *,
+        api: str | None = None,
+        streamed: bool | None = None,
+        times: int | None = 1,
+        optional: bool = False,
+    ) -> Script:
+        """Script the answer to a question (a case-insensitive substring, a compiled pattern, or
+        None for any), on one API (`APIS`; None: any) and, with `streamed`, only for streamed or
+        only for whole answers; `times` times (None: any number); an `optional` script is not
+        reported when unused. Chain what it answers: `.answer(text, sources=[...])`,
+        `.call_tool(name, arguments)`, `.fail(error_code, after=n)`, `.stall(seconds, after=n)`,
+        `.cut(after=n)`. Scripts are matched in the order they were declared."""
+        script = Script(question, api, streamed, times, optional)
         with self._lock:
             self.scripts.append(script)
         return script

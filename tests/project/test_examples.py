@@ -53,14 +53,17 @@ def environment(server: EmulatorServer | None) -> dict[str, str]:
     return env
 
 
-def run_example(name: str, *args: str, server: EmulatorServer | None) -> str:
-    """Run `examples/<name>` to its end; its stdout (it must exit 0 and leave no traceback)."""
+def run_example(
+    name: str, *args: str, server: EmulatorServer | None, runner: tuple[str, ...] = (), timeout: float = 60
+) -> str:
+    """Run `examples/<name>` to its end (with `runner`: `python -m pytest`, say); its stdout (it
+    must exit 0 and leave no traceback)."""
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args],
+        [sys.executable, *runner, str(EXAMPLES / name), *args],
         capture_output=True,
         text=True,
         encoding="utf-8",
-        timeout=60,
+        timeout=timeout,
         env=environment(server),
         cwd=EXAMPLES.parent,
     )
@@ -314,19 +317,12 @@ KIT_EXAMPLE = EXAMPLES / "test_app_with_the_kit.py"
 def test_the_test_kit_example_passes_as_a_users_test_suite() -> None:
     """`pytest examples/test_app_with_the_kit.py`, as a user runs it: no HAUFE_COPILOT_* set,
     nothing of tests/conftest.py; the plugin comes from the package's entry point."""
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(KIT_EXAMPLE)],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=300,
-        env=environment(None),
-        cwd=EXAMPLES.parent,
+    out = run_example(
+        KIT_EXAMPLE.name, "-p", "no:cacheprovider", "-q", server=None, runner=("-m", "pytest"), timeout=300
     )
     declared = len(re.findall(r"^def test_", KIT_EXAMPLE.read_text(encoding="utf-8"), re.MULTILINE))
     assert declared >= 6
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(rf"^{declared} passed in ", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(rf"^{declared} passed in ", out, re.MULTILINE), out
 
 
 def test_the_testing_guide_shows_the_example_test_file_verbatim() -> None:
