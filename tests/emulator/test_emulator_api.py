@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 
 import httpx
 import pytest
@@ -172,3 +174,19 @@ def test_deltas_join_to_the_blocking_answer_and_are_word_sized(http: httpx.Clien
     pieces = [json.loads(line)["delta"]["content"] for line in response.text.splitlines() if line.strip()]
     assert "".join(pieces) == blocking
     assert all(len(piece.split()) == 1 for piece in pieces)
+
+
+def test_a_stall_header_pauses_the_stream_after_n_deltas(http: httpx.Client) -> None:
+    body = {"assistant_id": ASSISTANT_ID, "messages": user(QUESTION)}
+    stalled = {"x-emulator-stall": "0.6", "x-emulator-stall-after": "2"}
+    arrivals: list[float] = []
+    with http.stream("POST", STREAM, json=body, headers=stalled) as response:
+        for line in response.iter_lines():
+            if line.strip():
+                arrivals.append(time.monotonic())
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    assert len(gaps) > 3
+    assert gaps[1] >= 0.5  # between the second delta and the third
+    assert max(gaps) == gaps[1]  # and only there: then the rest goes on
+    too_long = http.post(STREAM, json=body, headers={"x-emulator-stall": "61"})
+    assert too_long.status_code == 422 and "x-emulator-stall must be from 0 to 60 seconds" in too_long.text

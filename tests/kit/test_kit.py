@@ -13,6 +13,7 @@ from haufe_copilot import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
+    AsyncHaufeCopilotClient,
     HaufeCopilotClient,
     NotFoundError,
     ServiceUnavailableError,
@@ -55,6 +56,13 @@ def test_the_environment_points_every_client_at_the_emulator(haufe_emulator: Hau
     assert "§ 622" in str(ChatHaufeCopilot().invoke(QUESTION).content)
     assert "§ 622" in str(HaufeCopilot().complete(QUESTION))
     assert [r.api for r in haufe_emulator.requests] == ["assistant", "completions", "assistant", "assistant"]
+
+
+async def test_the_async_client_needs_no_arguments_either(haufe_emulator: HaufeEmulator) -> None:
+    haufe_emulator.on(api="assistant").answer("asynchron")
+    async with AsyncHaufeCopilotClient() as client:
+        answer = await client.assistant.chat(assistant_id=haufe_emulator.assistant_id, messages=user())
+    assert answer.content == "asynchron"
 
 
 def test_an_answer_is_sent_with_its_sources_in_the_wire_shape(
