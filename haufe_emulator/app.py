@@ -289,8 +289,8 @@ async def scripted_answer(
         return context.json({"error_code": UNSCRIPTED, "detail": str(exc)}, status_code=UNSCRIPTED_STATUS)
     if script is None:
         return None
-    if script.stall_first:
-        await asyncio.sleep(script.stall_first)
+    if stall := script.stall_before(asked):
+        await asyncio.sleep(stall)
     context.plan = script.applied_to(context.plan, asked)
     if script.error is not None and (script.error_after is None or not asked.streamed):
         return context.error(script.error, script.detail, with_retry_after=True)

@@ -250,10 +250,10 @@ class Script:
             changes["cut_after"] = self.cut_after
         return replace(plan, **changes) if changes else plan
 
-    @property
-    def stall_first(self) -> float:
-        """Seconds to wait before answering at all (a stall not after deltas)."""
-        return self.stall_seconds if self.stall_after is None else 0.0
+    def stall_before(self, asked: Asked) -> float:
+        """Seconds to wait before answering at all: a stall not after deltas, or on a whole
+        answer, which has none."""
+        return self.stall_seconds if self.stall_after is None or not asked.streamed else 0.0
 
     def __repr__(self) -> str:
         matcher = self.question.pattern if isinstance(self.question, re.Pattern) else self.question

@@ -164,6 +164,7 @@ def test_cut_and_stall(haufe_emulator: HaufeEmulator, client: HaufeCopilotClient
     haufe_emulator.on("cut").answer("eins zwei drei").cut(after=2)
     haufe_emulator.on("stall").answer("eins zwei drei").stall(5, after=1)
     haufe_emulator.on("ganz").stall(5)
+    haufe_emulator.on("am Stück").stall(5, after=1)  # a whole answer has no deltas: before it
 
     with (
         pytest.raises(APIConnectionError) as cut,
@@ -178,8 +179,9 @@ def test_cut_and_stall(haufe_emulator: HaufeEmulator, client: HaufeCopilotClient
     ):
         assert next(stream).delta.content == "eins "
         list(stream)
-    with pytest.raises(APITimeoutError):
-        quick.assistant.chat(assistant_id=haufe_emulator.assistant_id, messages=user("ganz"))
+    for question in ("ganz", "am Stück"):
+        with pytest.raises(APITimeoutError):
+            quick.assistant.chat(assistant_id=haufe_emulator.assistant_id, messages=user(question))
     outcomes = [s.outcome for s in haufe_emulator.streams]
     assert outcomes[0] == "cut"
 
