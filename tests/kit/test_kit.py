@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
 
 import pytest
 
@@ -37,8 +38,9 @@ def user(text: str = QUESTION) -> list[dict[str, str]]:
 
 
 @pytest.fixture
-def client(haufe_emulator: HaufeEmulator) -> HaufeCopilotClient:
-    return HaufeCopilotClient(max_retries=0)
+def client(haufe_emulator: HaufeEmulator) -> Iterator[HaufeCopilotClient]:
+    with HaufeCopilotClient(max_retries=0) as built_from_the_environment:
+        yield built_from_the_environment
 
 
 def test_the_environment_points_every_client_at_the_emulator(haufe_emulator: HaufeEmulator) -> None:
@@ -186,18 +188,17 @@ def test_cut_and_stall(haufe_emulator: HaufeEmulator, client: HaufeCopilotClient
     assert outcomes[0] == "cut"
 
 
-def test_faults_by_api(haufe_emulator: HaufeEmulator) -> None:
+def test_faults_by_api(haufe_emulator: HaufeEmulator, client: HaufeCopilotClient) -> None:
     haufe_emulator.fault(api="completions", error="internal_service_error", times=2)
-    retrying = HaufeCopilotClient(max_retries=0)
 
-    assert retrying.assistant.chat(assistant_id=haufe_emulator.assistant_id, messages=user()).content
+    assert client.assistant.chat(assistant_id=haufe_emulator.assistant_id, messages=user()).content
     for _ in range(2):
         with pytest.raises(ServiceUnavailableError):
-            retrying.completions.create(messages=user())
-    assert retrying.completions.create(messages=user()).choices[0].message.content  # the third is served
+            client.completions.create(messages=user())
+    assert client.completions.create(messages=user()).choices[0].message.content  # the third is served
     haufe_emulator.fault(api="async_stream", cut_after=1)
-    handle = retrying.streams.start(messages=user())
-    text = "".join(e.content for e in retrying.streams.events(handle.stream_id) if isinstance(e, DeltaEvent))
+    handle = client.streams.start(messages=user())
+    text = "".join(e.content for e in client.streams.events(handle.stream_id) if isinstance(e, DeltaEvent))
     assert "§ 622" in text  # the client re-attached after each cut connection
     assert [s.outcome for s in haufe_emulator.streams].count("cut") > 1
 
