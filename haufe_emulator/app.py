@@ -38,7 +38,6 @@ from .faults import (
 from .quota import quota_key, retry_after_headers
 from .ranking import BM25Index
 from .responses import silence_abrupt_close_logs
-from .scripts import UNSCRIPTED, UNSCRIPTED_STATUS, Asked, Unscripted
 from .state import EmulatorState, decode_body
 from .tool_intent import PlannedToolCall
 
@@ -275,29 +274,6 @@ async def begin(
         elif plan.fault is not None:
             return context.error(plan.fault, with_retry_after=True)
     return context
-
-
-async def scripted_answer(
-    context: RequestContext, state: EmulatorState, asked: Asked
-) -> ComposedAnswer | Response | None:
-    """The answer a test scripted for this request (scripts.py), its faults put on the request's
-    plan; None where the corpus answers; the error that ends the request where the script fails
-    it, or where strict scripting finds no script."""
-    try:
-        script = state.scripts.take(asked)
-    except Unscripted as exc:
-        return context.json({"error_code": UNSCRIPTED, "detail": str(exc)}, status_code=UNSCRIPTED_STATUS)
-    if script is None:
-        return None
-    if stall := script.stall_before(asked):
-        await asyncio.sleep(stall)
-    context.plan = script.applied_to(context.plan, asked)
-    if script.error is not None and (script.error_after is None or not asked.streamed):
-        return context.error(script.error, script.detail, with_retry_after=True)
-    if script.text is None and not script.tool_calls:
-        return None
-    intent = script.intent if script.intent is not None else "Skript"
-    return ComposedAnswer(script.text or "", list(script.sources), intent, tuple(script.tool_calls))
 
 
 def validation_detail(exc: ValidationError, *, message_key: str) -> list[dict[str, Any]]:

@@ -14,19 +14,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from .app import (
-    ANSWER_TYPE,
-    ComposedAnswer,
-    EmulatorConfig,
-    Knowledge,
-    RequestContext,
-    begin,
-    parse_body,
-    scripted_answer,
-)
+from .app import ANSWER_TYPE, ComposedAnswer, EmulatorConfig, Knowledge, RequestContext, begin, parse_body
 from .faults import error_body
 from .responses import StreamingBody
-from .scripts import Asked
+from .scripts import Asked, scripted_answer
 from .state import EmulatorState, Thread
 
 Role = Literal["user", "assistant", "system", "tool"]

@@ -58,31 +58,24 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .app import (
-    ComposedAnswer,
-    EmulatorConfig,
-    FunctionEntry,
-    FunctionName,
-    Knowledge,
-    RequestContext,
-    begin,
-    parse_body,
-    scripted_answer,
-)
+from .app import EmulatorConfig, FunctionEntry, FunctionName, Knowledge, RequestContext, begin, parse_body
 from .assistant import split_deltas
 from .compose import tool_results_in
 from .faults import error_body
 from .responses import StreamingBody, sse_frame
 from .schema_values import UnsupportedSchema, value_for_schema
-from .scripts import Asked
+from .scripts import Asked, scripted_answer
 from .state import EmulatorState, StreamRecord
 from .tool_intent import calls_after_tool_results, split_fragments, tool_calls_for
+
+if TYPE_CHECKING:
+    from .app import ComposedAnswer
 
 __all__ = ["AsyncStream", "AsyncStreamRegistry", "LoggedEvent", "Observation", "add_async_stream_routes"]
 

@@ -31,29 +31,19 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .app import (
-    ComposedAnswer,
-    EmulatorConfig,
-    FunctionEntry,
-    FunctionName,
-    Knowledge,
-    RequestContext,
-    begin,
-    parse_body,
-    scripted_answer,
-)
+from .app import EmulatorConfig, FunctionEntry, FunctionName, Knowledge, RequestContext, begin, parse_body
 from .assistant import split_deltas
 from .compose import tool_results_in
 from .faults import error_body
 from .responses import StreamingBody, sse_frame
 from .schema_values import UnsupportedSchema
-from .scripts import Asked
+from .scripts import Asked, scripted_answer
 from .state import EmulatorState, StreamRecord
 from .tool_intent import (
     PlannedToolCall,
@@ -61,6 +51,9 @@ from .tool_intent import (
     split_fragments,
     tool_calls_for,
 )
+
+if TYPE_CHECKING:
+    from .app import ComposedAnswer
 
 PATH = "/api/v1/chat/completions"
 #: Characters per streamed tool-call argument fragment.

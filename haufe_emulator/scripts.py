@@ -23,12 +23,14 @@ corpus answer. Where no script matches, the corpus answers, unless the book is `
 request is refused with `UNSCRIPTED_STATUS` (a status no client retries) and a detail naming it,
 and the miss is kept in `misses` for the test to report.
 
+Every endpoint asks `scripted_answer` once it knows the question (before its corpus answer).
 `fault(api=..., times=n, **fields)` sets `FaultPlan` fields (the `x-emulator-*` headers' names,
 underscored) for the next n requests of an API (every one without `times`); headers still win.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import re
 import threading
@@ -41,7 +43,11 @@ from .faults import ERROR_CATALOGUE, FAULT_BOUNDS, FaultPlan, header_name, is_kn
 from .tool_intent import PlannedToolCall
 
 if TYPE_CHECKING:
+    from fastapi.responses import Response
     from typing_extensions import Self
+
+    from .app import ComposedAnswer, RequestContext
+    from .state import EmulatorState
 
 #: The API families a script or a fault is for.
 APIS = ("assistant", "completions", "async_stream")
@@ -387,3 +393,28 @@ class ScriptBook:
             self.scripts.clear()
             self.faults.clear()
             self.misses.clear()
+
+
+async def scripted_answer(
+    context: RequestContext, state: EmulatorState, asked: Asked
+) -> ComposedAnswer | Response | None:
+    """The answer a test scripted for this request (scripts.py), its faults put on the request's
+    plan; None where the corpus answers; the error that ends the request where the script fails
+    it, or where strict scripting finds no script."""
+    from .app import ComposedAnswer  # here: app imports state, which imports this module
+
+    try:
+        script = state.scripts.take(asked)
+    except Unscripted as exc:
+        return context.json({"error_code": UNSCRIPTED, "detail": str(exc)}, status_code=UNSCRIPTED_STATUS)
+    if script is None:
+        return None
+    if stall := script.stall_before(asked):
+        await asyncio.sleep(stall)
+    context.plan = script.applied_to(context.plan, asked)
+    if script.error is not None and (script.error_after is None or not asked.streamed):
+        return context.error(script.error, script.detail, with_retry_after=True)
+    if script.text is None and not script.tool_calls:
+        return None
+    intent = script.intent if script.intent is not None else "Skript"
+    return ComposedAnswer(script.text or "", list(script.sources), intent, tuple(script.tool_calls))
