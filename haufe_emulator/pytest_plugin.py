@@ -100,15 +100,15 @@ class HaufeEmulator:
     # faults ---------------------------------------------------------------------------------
 
     def fault(
-        self, api: str | None = None, *, error: str | None = None, times: int | None = None, **fields: Any
+        self, api: str | None = None, *, error: str | None = None, times: int | None = None, **plan: Any
     ) -> None:
         """Break the next `times` requests of `api` (every one without `times`; any API without
         `api`): `error` answers with that error (an error_code, or "proxy_html", "status_502",
-        ...); `fields` are the other `FaultPlan` fields, e.g. `retry_after="1"`, `delay=0.5`,
+        ...); `plan` are the other `FaultPlan` fields, e.g. `retry_after="1"`, `delay=0.5`,
         `cut_after=3`, `stream_error="internal_service_error"`, `stall=5, stall_after=2`."""
         if error is not None:
-            fields["fault"] = error
-        self.server.state.scripts.add_fault(api, fields, times)
+            plan["fault"] = error
+        self.server.state.scripts.add_fault(api, plan, times)
 
     # what it received -----------------------------------------------------------------------
 
