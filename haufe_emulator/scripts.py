@@ -111,7 +111,7 @@ class ScriptedSource(Excerpt):
             )
         title, section = str(meta.get("document_title", "")), str(meta.get("section", ""))
         wire = {**wire, "meta_data": dict(meta)}
-        return cls(f"scripted-{position}", "", title, section, content, content, (), wire)
+        return cls(f"scripted-{position}", "", title, section, content, content, (), wire=wire)
 
 
 @dataclass(frozen=True)
@@ -417,4 +417,4 @@ async def scripted_answer(
     if script.text is None and not script.tool_calls:
         return None
     intent = script.intent if script.intent is not None else "Skript"
-    return ComposedAnswer(script.text or "", list(script.sources), intent, tuple(script.tool_calls))
+    return ComposedAnswer(script.text or "", script.sources, intent, tuple(script.tool_calls))
