@@ -7,7 +7,15 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ["haufe_copilot", "langchain_haufe", "llama_index_haufe", "llama_index", "docs", "examples"]
+SHIPPED = [
+    "haufe_copilot",
+    "haufe_emulator",
+    "langchain_haufe",
+    "llama_index_haufe",
+    "llama_index",
+    "docs",
+    "examples",
+]
 SHIPPED_FILES = ["README.md", "CHANGELOG.md"]
 INTERNAL = re.compile(r"SPEC §|seeds? 00\d|the seeds\b", re.IGNORECASE)
 
