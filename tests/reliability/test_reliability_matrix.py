@@ -19,8 +19,10 @@ from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient, errors
 from haufe_emulator import EmulatorServer
 from haufe_emulator.faults import ERROR_CATALOGUE
 from tests.conftest import ASSISTANT_ID, SESSION_API_KEY, user
-from tests.reliability import matrix, probes
-from tests.reliability.matrix import ADAPTER_FAULTS, CELLS, FAULTS, Cell, Env, run_cell
+from tests.reliability import probes
+from tests.reliability.matrix.__main__ import main as matrix_main
+from tests.reliability.matrix.faults import ADAPTER_FAULTS, CELLS, FAULTS, Cell
+from tests.reliability.matrix.runner import Env, run_cell
 
 
 @pytest.fixture(scope="module")
@@ -389,11 +391,11 @@ def test_the_command_prints_the_table_and_writes_the_document(
 ) -> None:
     target = tmp_path / "reliability.md"
     target.write_text("# Reliability\n\nintro\n\n<!-- soak:begin -->\nkept\n<!-- soak:end -->\n")
-    assert matrix.main(["-k", "core:conflict:", "--write", str(target)]) == 0
+    assert matrix_main(["-k", "core:conflict:", "--write", str(target)]) == 0
     out = capsys.readouterr().out
     assert "Totals: 4 of 4 cells pass" in out and "conflict" in out
     text = target.read_text()
     assert "## Fault matrix" in text and "4 of 4 cells pass" in text
     assert "<!-- soak:begin -->\nkept\n<!-- soak:end -->" in text and "intro" in text
-    assert matrix.main(["-k", "core:conflict:blocking:sync", "--write", str(target)]) == 0
+    assert matrix_main(["-k", "core:conflict:blocking:sync", "--write", str(target)]) == 0
     assert target.read_text().count("## Fault matrix") == 1  # the section is replaced, not appended
