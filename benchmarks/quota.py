@@ -23,7 +23,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import secrets
 import subprocess
 import sys
@@ -32,7 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks import ROOT
+from benchmarks.report import Row, Table, markdown, replace_block
+
 KEY = "sk-bench-quota-" + secrets.token_hex(8)
 START = "<!-- bench-quota:start -->"
 END = "<!-- bench-quota:end -->"
@@ -57,14 +58,6 @@ class QuotaScale:
 
 FULL = QuotaScale()
 QUICK = QuotaScale(processes=2, callers=5, seconds=2.0, per_second=10, per_minute=120, acquires=200)
-
-
-@dataclass(frozen=True)
-class Row:
-    what: str
-    figure: str
-    target: str = ""
-    met: bool | None = None
 
 
 def allowed(scale: QuotaScale) -> int:
@@ -210,14 +203,7 @@ def measure(quick: bool = False, *, print_rows: bool = True) -> list[Row]:
     from haufe_emulator import DEFAULT_ASSISTANT_ID, EmulatorConfig, EmulatorServer
 
     scale = QUICK if quick else FULL
-    rows: list[Row] = []
-
-    def record(what: str, figure: str, target: str = "", met: bool | None = None) -> None:
-        rows.append(Row(what, figure, target, met))
-        if print_rows:
-            mark = "" if met is None else ("  ok" if met else "  MISSED")
-            print(f"{what:<62} {figure:>22}  {target}{mark}", flush=True)
-
+    table = Table(quiet=not print_rows)
     best = allowed(scale)
     fleet_label = f"{scale.processes} x {scale.callers} callers, {scale.seconds:g} s, {scale.quota}"
     startup = 8.0 if not quick else 3.0  # the processes import LangChain before the start
@@ -250,21 +236,23 @@ def measure(quick: bool = False, *, print_rows: bool = True) -> list[Row]:
             share = answered / best
             if limiter == "redis":
                 name = "quota: HaufeRateLimiter.redis"
-                record(
+                table.record(
                     f"{name}, {fleet_label}: answered",
                     f"{answered} of {best} = {share:.0%}",
                     ">= 95%",
                     share >= 0.95,
                 )
-                record(f"{name}: 429s reaching the callers", f"{limited}", "0", limited == 0 and failed == 0)
-                record(f"{name}: 429s at the gateway, retries", f"{refused}, {retries}")
+                table.record(
+                    f"{name}: 429s reaching the callers", f"{limited}", "0", limited == 0 and failed == 0
+                )
+                table.record(f"{name}: 429s at the gateway, retries", f"{refused}, {retries}")
             else:
                 name = "quota: InMemoryRateLimiter per process (anchor)"
-                record(f"{name}: answered", f"{answered} of {best} = {share:.0%}")
-                record(f"{name}: 429s reaching the callers", f"{limited}")
-                record(f"{name}: 429s at the gateway, retries", f"{refused}, {retries}")
+                table.record(f"{name}: answered", f"{answered} of {best} = {share:.0%}")
+                table.record(f"{name}: 429s reaching the callers", f"{limited}")
+                table.record(f"{name}: 429s at the gateway, retries", f"{refused}, {retries}")
             if failed:
-                record(f"{name}: other errors", f"{failed}")
+                table.record(f"{name}: other errors", f"{failed}")
 
         for processes in (1, scale.processes):
             start_at = time.monotonic() + startup / 2
@@ -278,13 +266,13 @@ def measure(quick: bool = False, *, print_rows: bool = True) -> list[Row]:
             }
             reports = _run_fleet([job] * processes, timeout=startup + 120)
             mean = sum(r["per_acquire"] for r in reports) / len(reports)
-            record(
+            table.record(
                 f"limiter cost per acquire: Redis, {processes} process(es) at once", f"{mean * 1e6:.0f} us"
             )
         job = {"kind": "cost", "limiter": "in-process", "acquires": scale.acquires * 10, "start_at": 0.0}
         (report,) = _run_fleet([job], timeout=120)
-        record("limiter cost per acquire: in-process", f"{report['per_acquire'] * 1e6:.1f} us")
-    return rows
+        table.record("limiter cost per acquire: in-process", f"{report['per_acquire'] * 1e6:.1f} us")
+    return table.rows
 
 
 NOTES = """Every caller asks again as soon as it has its answer, so the fleet always wants more than the
@@ -304,10 +292,6 @@ one)."""
 
 
 def section(rows: list[Row], quick: bool) -> str:
-    lines = ["| measure | figure | target | |", "|---|---|---|---|"]
-    for row in rows:
-        status = "" if row.met is None else ("met" if row.met else "**missed**")
-        lines.append(f"| {row.what} | {row.figure} | {row.target} | {status} |")
     how = (
         "a quick run (too small for the figures to mean anything)"
         if quick
@@ -317,13 +301,13 @@ def section(rows: list[Row], quick: bool) -> str:
         f"### The shared quota\n\nMeasured by {how} on {time.strftime('%Y-%m-%d')}, "
         f"{os.cpu_count()} cores, a local redis-server and the emulator's gateway quota.\n\n"
     )
-    return f"{START}\n{header}" + "\n".join(lines) + f"\n\n{NOTES}\n{END}"
+    return f"{START}\n{header}" + markdown(rows) + f"\n\n{NOTES}\n{END}"
 
 
 def _put(path: Path, block: str, *, after: str | None = None) -> None:
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     if START in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.DOTALL)
+        text = replace_block(text, START, END, block)
     elif after is not None and after in text:
         text = text.replace(after, after + "\n\n" + block, 1)
     else:
