@@ -16,14 +16,8 @@ from pydantic import BaseModel
 from haufe_copilot import HaufeCopilotClient, errors
 from haufe_emulator import EmulatorServer
 from langchain_haufe import ChatHaufeCopilot
-from tests.conftest import ASSISTANT_ID, SESSION_API_KEY
 
 ASYNC_STREAMS = "/api/v1/messages/async"
-
-
-@pytest.fixture
-def model(emulator: EmulatorServer) -> ChatHaufeCopilot:
-    return ChatHaufeCopilot(api_key=SESSION_API_KEY, base_url=emulator.url, assistant_id=ASSISTANT_ID)
 
 
 @tool

@@ -31,11 +31,6 @@ ROLES = {"human": "user", "ai": "assistant", "system": "system"}
 
 
 @pytest.fixture
-def model(emulator: EmulatorServer) -> ChatHaufeCopilot:
-    return ChatHaufeCopilot(api_key=SESSION_API_KEY, base_url=emulator.url, assistant_id=ASSISTANT_ID)
-
-
-@pytest.fixture
 def in_memory_cache() -> Iterator[InMemoryCache]:
     cache = InMemoryCache()
     set_llm_cache(cache)

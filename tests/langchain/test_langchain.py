@@ -31,11 +31,6 @@ STREAM = "/agents/v1/chat/completions/stream"
 COMPLETIONS = "/api/v1/chat/completions"
 
 
-@pytest.fixture
-def model(emulator: EmulatorServer) -> ChatHaufeCopilot:
-    return ChatHaufeCopilot(api_key=SESSION_API_KEY, base_url=emulator.url, assistant_id=ASSISTANT_ID)
-
-
 @tool
 def get_weather(city: str) -> str:
     """Das aktuelle Wetter einer Stadt."""

@@ -46,11 +46,6 @@ FOLLOW_UP = "Gilt das auch für Teilzeitkräfte?"
 
 
 @pytest.fixture
-def model(emulator: EmulatorServer) -> ChatHaufeCopilot:
-    return ChatHaufeCopilot(api_key=SESSION_API_KEY, base_url=emulator.url, assistant_id=ASSISTANT_ID)
-
-
-@pytest.fixture
 def llm(emulator: EmulatorServer) -> HaufeCopilot:
     return HaufeCopilot(api_key=SESSION_API_KEY, base_url=emulator.url, assistant_id=ASSISTANT_ID)
 

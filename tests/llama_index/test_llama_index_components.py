@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 from pathlib import Path
 
 import pytest
@@ -30,23 +29,12 @@ from .test_llama_index_support import (
     ASSISTANT_STREAM,
     bodies,
     file_memory,
-    make_llm,
     received,
     user,
 )
 
 FOLLOW_UP = "Gilt das auch für Teilzeitkräfte?"
 THIRD = "Und für Minijobber?"
-
-
-@pytest.fixture
-def marker() -> str:
-    return secrets.token_hex(8)
-
-
-@pytest.fixture
-def llm(emulator: EmulatorServer, marker: str) -> HaufeCopilot:
-    return make_llm(emulator, marker)
 
 
 def assert_source_nodes(nodes: list[NodeWithScore], thread_id: str | None = None) -> None:

@@ -40,16 +40,6 @@ FOLLOW_UP = "Gilt das auch für Teilzeitkräfte?"
 THIRD = "Und für Minijobber?"
 
 
-@pytest.fixture
-def marker() -> str:
-    return secrets.token_hex(8)
-
-
-@pytest.fixture
-def llm(emulator: EmulatorServer, marker: str) -> HaufeCopilot:
-    return make_llm(emulator, marker)
-
-
 def assert_answer_metadata(metadata: dict[str, Any], action: str = "new") -> None:
     assert set(THREAD_METADATA_KEYS) <= set(metadata)
     assert metadata["thread_action"] == action

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -62,16 +61,6 @@ class Kuendigungsfrist(BaseModel):
 
     dauer_wochen: int = Field(description="Die Frist in Wochen")
     paragraph: str = Field(description="Die Vorschrift, z. B. § 622 BGB")
-
-
-@pytest.fixture
-def marker() -> str:
-    return secrets.token_hex(8)
-
-
-@pytest.fixture
-def llm(emulator: EmulatorServer, marker: str) -> HaufeCopilot:
-    return make_llm(emulator, marker)
 
 
 # -- tools on the LLM ----------------------------------------------------------------------
