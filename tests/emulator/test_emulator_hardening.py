@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import secrets
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +26,7 @@ from haufe_emulator.app import MAX_BODY_BYTES
 from haufe_emulator.faults import FAULT_BOUNDS, FaultPlan, header_name
 from haufe_emulator.state import MAX_RECORD_BYTES
 from tests.conftest import ASSISTANT_ID, QUESTION, SESSION_API_KEY, user
+from tests.reliability.servers import emulator_child
 
 CHAT = "/agents/v1/chat/completions"
 STREAM = "/agents/v1/chat/completions/stream"
@@ -38,17 +37,6 @@ BEARER = {"Authorization": f"Bearer {SESSION_API_KEY}"}
 MiB = 1024 * 1024
 #: What one hostile request may add to the emulator's peak RSS here (it was +286 MB for 200 MB).
 PEAK_GROWTH_LIMIT = 40 * MiB
-
-SERVE = """
-import sys
-from haufe_emulator import EmulatorConfig, EmulatorServer
-
-server = EmulatorServer(EmulatorConfig(api_keys=frozenset({sys.argv[1]})))
-server.start()
-print(server.port, flush=True)
-sys.stdin.read()  # until the parent closes our stdin
-server.stop()
-"""
 
 
 class EmulatorProcess:
@@ -84,15 +72,7 @@ class EmulatorProcess:
 
 @pytest.fixture(scope="module")
 def emulator_process() -> Iterator[EmulatorProcess]:
-    child = subprocess.Popen(
-        [sys.executable, "-c", SERVE, SESSION_API_KEY],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        port = int(child.stdout.readline())
+    with emulator_child(SESSION_API_KEY) as (child, port):
         served = EmulatorProcess(f"http://127.0.0.1:{port}", psutil.Process(child.pid))
         with httpx.Client() as warm:  # the first answers build the corpus index: not ours to count
             for _ in range(3):
@@ -102,16 +82,6 @@ def emulator_process() -> Iterator[EmulatorProcess]:
                     headers=API_KEY,
                 )
         yield served
-    finally:
-        if child.stdin is not None:
-            child.stdin.close()
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
 
 
 def chunks_of(total: int, size: int = MiB) -> Iterator[bytes]:

@@ -22,7 +22,9 @@ does one of:
   body that never ends, or content too slow to ever finish.
 
 It records each request's head (`requests`, header names lower-cased) so tests can see what a
-client sent, and counts connections. `refused_port()` gives a port where nothing listens.
+client sent, and counts connections. `refused_port()` gives a port where nothing listens, and
+`emulator_child()` runs the emulator in a process of its own (so that its memory, or this
+process's sockets and descriptors, are measured alone).
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
@@ -265,3 +269,42 @@ def refused_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+#: The child's whole program: the emulator on a free port, which it prints, until its stdin closes.
+_SERVE = """
+import sys
+from haufe_emulator import EmulatorConfig, EmulatorServer
+server = EmulatorServer(EmulatorConfig(api_keys=frozenset({sys.argv[1]})))
+server.start()
+print(server.port, flush=True)
+sys.stdin.read()  # until the parent closes our stdin
+server.stop()
+"""
+
+
+@contextlib.contextmanager
+def emulator_child(api_key: str, *, quiet: bool = False) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """The emulator accepting `api_key` in a child process on a loopback port: the process and
+    the port. At the end its stdin is closed (it stops), and it is killed after 10 s; `quiet`
+    drops what it writes to stderr."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _SERVE, api_key],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL if quiet else None,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        yield child, int(child.stdout.readline())
+    finally:
+        if child.stdin is not None:
+            child.stdin.close()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        if child.stdout is not None:
+            child.stdout.close()

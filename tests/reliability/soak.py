@@ -27,12 +27,10 @@ import gc
 import os
 import random
 import secrets
-import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,45 +42,10 @@ from haufe_emulator import DEFAULT_ASSISTANT_ID, EmulatorConfig, EmulatorServer
 from . import probes
 from .report import DOC, markdown_table, text_table, write_section
 from .resume import ResumeReport, resume_streams
+from .servers import emulator_child
 
 QUESTION = "Welche Kündigungsfristen gelten während der Probezeit?"
 CALL_TIMEOUT = 20.0  # per attempt; the stall fault uses its own short one
-
-SERVE = """
-import sys, time
-from haufe_emulator import EmulatorConfig, EmulatorServer
-server = EmulatorServer(EmulatorConfig(api_keys=frozenset({sys.argv[1]})))
-server.start()
-print(server.port, flush=True)
-sys.stdin.read()  # until the parent closes our stdin
-server.stop()
-"""
-
-
-@contextmanager
-def emulator_process(api_key: str) -> Iterator[tuple[str, int]]:
-    """The emulator in a child process on a free loopback port: (base URL, port)."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", SERVE, api_key],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        port = int(process.stdout.readline())
-        yield f"http://127.0.0.1:{port}", port
-    finally:
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 # -- one call ------------------------------------------------------------------------------------
@@ -372,7 +335,8 @@ async def soak(args: argparse.Namespace) -> tuple[list[Round], ResumeReport | No
     rng = random.Random(args.seed)
     api_key = "sk-soak-" + secrets.token_hex(16)
     rounds: list[Round] = []
-    with emulator_process(api_key) as (base_url, port):
+    with emulator_child(api_key, quiet=True) as (_, port):
+        base_url = f"http://127.0.0.1:{port}"
         expected = await reference_answer(base_url, api_key)
         for number in range(1, args.rounds + 1):
             result = await run_round(
