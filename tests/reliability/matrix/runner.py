@@ -145,6 +145,12 @@ def _record_error(call: _Call, exc: BaseException, observed: Observed) -> None:
         observed.cause_headers = repr(cause.request.headers.multi_items())
 
 
+def _note_connections(o: Observed, port: int, pool: Any) -> None:
+    """The connections the call left open, right after it (see `probes.connections`)."""
+    state = probes.connections(port, pool)
+    o.open, o.connections = state.leaked, str(state)
+
+
 # core ----------------------------------------------------------------------------------------
 
 
@@ -183,8 +189,7 @@ def _core_sync(
                     call.delivered.append(chunk.delta.content)
         except Exception as exc:
             _record_error(call, exc, o)
-        state = probes.connections(port, probes.sync_pool(client))
-        o.open, o.connections = state.leaked, str(state)
+        _note_connections(o, port, probes.sync_pool(client))
     finally:
         client.close()
     return call
@@ -203,8 +208,7 @@ async def _core_async(
                     call.delivered.append(chunk.delta.content)
         except Exception as exc:
             _record_error(call, exc, o)
-        state = probes.connections(port, probes.async_pool(client))
-        o.open, o.connections = state.leaked, str(state)
+        _note_connections(o, port, probes.async_pool(client))
     return call
 
 
@@ -303,15 +307,13 @@ def _adapter_run_sync(
     call = _Call()
     model = _adapter(cell, env, base_url)
     try:
-        history = _history(cell.layer, None)
-        if cell.layer.endswith("-thread"):
-            history = _history(cell.layer, _first_answer(model, cell.layer))
+        thread = cell.layer.endswith("-thread")
+        history = _history(cell.layer, _first_answer(model, cell.layer) if thread else None)
         try:
             _adapter_sync(model, cell, history, headers, call)
         except Exception as exc:
             _record_error(call, exc, o)
-        state = probes.connections(port, probes.sync_pool(model.client))
-        o.open, o.connections = state.leaked, str(state)
+        _note_connections(o, port, probes.sync_pool(model.client))
     finally:
         model.client.close()
     return call
@@ -323,15 +325,13 @@ async def _adapter_run_async(
     call = _Call()
     model = _adapter(cell, env, base_url)
     try:
-        history = _history(cell.layer, None)
-        if cell.layer.endswith("-thread"):
-            history = _history(cell.layer, await _afirst_answer(model, cell.layer))
+        thread = cell.layer.endswith("-thread")
+        history = _history(cell.layer, await _afirst_answer(model, cell.layer) if thread else None)
         try:
             await _adapter_async(model, cell, history, headers, call)
         except Exception as exc:
             _record_error(call, exc, o)
-        state = probes.connections(port, probes.async_pool(model.async_client))
-        o.open, o.connections = state.leaked, str(state)
+        _note_connections(o, port, probes.async_pool(model.async_client))
     finally:
         await model.async_client.aclose()
     return call
