@@ -26,6 +26,7 @@ import pytest
 
 from haufe_emulator import EmulatorConfig, EmulatorServer
 from tests.conftest import ASSISTANT_ID, SESSION_API_KEY
+from tests.reliability.servers import reap
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ASSISTANT = "/agents/v1/chat/completions"
@@ -274,13 +275,7 @@ def sse_app(server: EmulatorServer) -> Iterator[str]:
         yield url
     finally:
         process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        reap(process)
 
 
 def test_the_fastapi_app_streams_answers_and_footnotes_as_sse(sse_app: str) -> None:

@@ -286,8 +286,8 @@ server.stop()
 @contextlib.contextmanager
 def emulator_child(api_key: str, *, quiet: bool = False) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """The emulator accepting `api_key` in a child process on a loopback port: the process and
-    the port. At the end its stdin is closed (it stops), and it is killed after 10 s; `quiet`
-    drops what it writes to stderr."""
+    the port. At the end its stdin is closed (it stops) and it is reaped; `quiet` drops what it
+    writes to stderr."""
     child = subprocess.Popen(
         [sys.executable, "-c", _SERVE, api_key],
         stdin=subprocess.PIPE,
@@ -301,10 +301,15 @@ def emulator_child(api_key: str, *, quiet: bool = False) -> Iterator[tuple[subpr
     finally:
         if child.stdin is not None:
             child.stdin.close()
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
+        reap(child)
+
+
+def reap(child: subprocess.Popen[str]) -> None:
+    """Wait for a child that was asked to stop (killed after 10 s), and close its stdout."""
+    try:
+        child.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+    if child.stdout is not None:
+        child.stdout.close()
