@@ -56,7 +56,7 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
     scale = QUICK if args.quick else FULL
-    from haufe_emulator.app import DEFAULT_ASSISTANT_ID
+    from haufe_emulator.app import DEFAULT_ASSISTANT_ID  # its web stack only once the arguments hold
 
     table = Table()
     print(f"Python {sys.version.split()[0]} on {os.cpu_count()} cores\n")
