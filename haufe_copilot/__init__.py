@@ -7,11 +7,10 @@ LlamaIndex integrations (`langchain_haufe`, `llama_index_haufe`) and the local e
 framework nor a web server.
 """
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from httpx import Limits, Timeout
-
-from haufe_copilot import errors, types
+from haufe_copilot import errors
 from haufe_copilot._version import __version__
 from haufe_copilot.errors import (
     APIConnectionError,
@@ -37,34 +36,76 @@ from haufe_copilot.errors import (
     UnprocessableEntityError,
 )
 from haufe_copilot.rate_limit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
-from haufe_copilot.resources.assistant import AssistantStream, AsyncAssistantStream
-from haufe_copilot.resources.base import RawResponse
-from haufe_copilot.transport.base_client import DEFAULT_BASE_URL, USER_AGENT
-from haufe_copilot.transport.client import HaufeCopilotClient
-from haufe_copilot.transport.options import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ClientOptions
-from haufe_copilot.transport.streaming import AsyncStream, Stream
-from haufe_copilot.types import (
-    AssistantAnswer,
-    ChatCompletion,
-    ChatCompletionChunk,
-    Source,
-    StreamChunk,
-    StreamEvent,
-    StreamHandle,
-    StreamStatus,
-)
 
 if TYPE_CHECKING:
+    from httpx import Limits, Timeout
+
+    from haufe_copilot import types
+    from haufe_copilot.resources.assistant import AssistantStream, AsyncAssistantStream
+    from haufe_copilot.resources.base import RawResponse
     from haufe_copilot.transport.async_client import AsyncHaufeCopilotClient
+    from haufe_copilot.transport.base_client import DEFAULT_BASE_URL, USER_AGENT
+    from haufe_copilot.transport.client import HaufeCopilotClient
+    from haufe_copilot.transport.options import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ClientOptions
+    from haufe_copilot.transport.streaming import AsyncStream, Stream
+    from haufe_copilot.types import (
+        AssistantAnswer,
+        ChatCompletion,
+        ChatCompletionChunk,
+        Source,
+        StreamChunk,
+        StreamEvent,
+        StreamHandle,
+        StreamStatus,
+    )
+
+# Where each lazily loaded name lives. The clients bring httpx, the wire types pydantic models:
+# an adapter importing this package for its errors (or a user for `rate_limit`) pays for
+# neither until a client or a wire type is first used.
+_LAZY = {
+    "types": "haufe_copilot.types",
+    "Limits": "httpx",
+    "Timeout": "httpx",
+    "RawResponse": "haufe_copilot.resources.base",
+    "AssistantStream": "haufe_copilot.resources.assistant",
+    "AsyncAssistantStream": "haufe_copilot.resources.assistant",
+    "AsyncHaufeCopilotClient": "haufe_copilot.transport.async_client",
+    "DEFAULT_BASE_URL": "haufe_copilot.transport.base_client",
+    "DEFAULT_MAX_RETRIES": "haufe_copilot.transport.options",
+    "DEFAULT_TIMEOUT": "haufe_copilot.transport.options",
+    "ClientOptions": "haufe_copilot.transport.options",
+    "USER_AGENT": "haufe_copilot.transport.base_client",
+    "HaufeCopilotClient": "haufe_copilot.transport.client",
+    "AsyncStream": "haufe_copilot.transport.streaming",
+    "Stream": "haufe_copilot.transport.streaming",
+    **dict.fromkeys(
+        (
+            "AssistantAnswer",
+            "ChatCompletion",
+            "ChatCompletionChunk",
+            "Source",
+            "StreamChunk",
+            "StreamEvent",
+            "StreamHandle",
+            "StreamStatus",
+        ),
+        "haufe_copilot.types",
+    ),
+}
 
 
 def __getattr__(name: str) -> Any:
-    # The async client is loaded on first use: it brings asyncio, which a sync user never needs.
-    if name == "AsyncHaufeCopilotClient":
-        from haufe_copilot.transport.async_client import AsyncHaufeCopilotClient
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'haufe_copilot' has no attribute {name!r}")
+    module = import_module(module_name)
+    value = module if name == "types" else getattr(module, name)
+    globals()[name] = value  # looked up once
+    return value
 
-        return AsyncHaufeCopilotClient
-    raise AttributeError(f"module 'haufe_copilot' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 __all__ = [

@@ -134,9 +134,18 @@ def to_completion_messages(messages: Sequence[BaseMessage]) -> list[dict[str, An
     return out
 
 
-def to_stream_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
-    """The history for the async-streams API: role and text."""
-    return [{"role": _role(m), "content": message_text(m, i)} for i, m in enumerate(messages)]
+class History:
+    """A LangChain history as the core's routing takes it (`routing.History`): translated only
+    into the shape the call's route sends."""
+
+    def __init__(self, messages: Sequence[BaseMessage]) -> None:
+        self._messages = messages
+
+    def turns(self) -> list[Turn]:
+        return to_turns(self._messages)
+
+    def wire_messages(self) -> list[dict[str, Any]]:
+        return to_completion_messages(self._messages)
 
 
 # -- sources -----------------------------------------------------------------------------------
@@ -240,10 +249,10 @@ register_translator(PROVIDER, translate_content, translate_content_chunk)
 
 __all__ = [
     "PROVIDER",
+    "History",
     "message_text",
     "source_metadata",
     "sources_to_documents",
     "to_completion_messages",
-    "to_stream_messages",
     "to_turns",
 ]

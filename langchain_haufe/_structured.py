@@ -10,14 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from langchain_core.messages import AIMessageChunk
 from langchain_core.utils.function_calling import convert_to_json_schema
 from langchain_core.utils.pydantic import is_basemodel_subclass
 
 from haufe_copilot.errors import InvalidRequestError
-from haufe_copilot.types.streams import ToolCallEvent
 
-__all__ = ["json_schema_format", "tool_call_event_chunk", "tools_response_format"]
+__all__ = ["json_schema_format", "tools_response_format"]
 
 _TYPES = ("text", "json_schema", "tool_call")
 
@@ -62,21 +60,3 @@ def tools_response_format(response_format: Any, strict: bool | None = None) -> d
     if strict is not None and kind == "json_schema" and isinstance(result.get("json_schema"), Mapping):
         result["json_schema"] = {**result["json_schema"], "strict": strict}
     return result
-
-
-def tool_call_event_chunk(event: ToolCallEvent, stream_id: str) -> AIMessageChunk:
-    """A `tool_call` event of an async stream (a fragment of one call: the first carries its id
-    and name) as LangChain's tool-call chunk; `+` assembles the calls."""
-    return AIMessageChunk(
-        content="",
-        id=stream_id,
-        tool_call_chunks=[
-            {
-                "name": event.name,
-                "args": event.arguments,
-                "id": event.tool_call_id,
-                "index": event.index if event.index is not None else 0,
-                "type": "tool_call_chunk",
-            }
-        ],
-    )

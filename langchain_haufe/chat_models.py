@@ -11,8 +11,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
 from langchain_core.language_models.model_profile import ModelProfile
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, get_buffer_string
-from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages import AIMessage, BaseMessage, get_buffer_string
 from langchain_core.output_parsers import JsonOutputKeyToolsParser, JsonOutputParser, PydanticOutputParser
 from langchain_core.output_parsers.openai_tools import PydanticToolsParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
@@ -23,41 +22,26 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, Field
 
-from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient
 from haufe_copilot.conversation.routing import (
     CAPABILITIES,
+    SAMPLING_PARAMETERS,
+    CallDefaults,
+    CallPlan,
     TokenUsage,
-    client_for_call,
+    check_tools_with_response_format,
     estimate_tokens,
-    finish_reason,
-    require_assistant,
-    sampling_options,
-    token_usage,
+    plan_call,
     tool_choice_for_api,
 )
-from haufe_copilot.conversation.turns import (
-    AnswerDelta,
-    AnswerResult,
-    AssistantTurn,
-    aanswer,
-    answer,
-    astream_answer,
-    stream_answer,
-)
-from haufe_copilot.errors import InvalidRequestError, error_from_stream_object
-from haufe_copilot.protocol.model_copy import copier
 from haufe_copilot.protocol.settings import split_unknown_settings
-from haufe_copilot.types.completions import ChatCompletionChunk
-from haufe_copilot.types.streams import DeltaEvent, DoneEvent, ErrorEvent, StreamEvent, ToolCallEvent
 
 from ._cache import answers_may_be_replayed
 from ._client_fields import HaufeClientFields
-from ._messages import PROVIDER, to_completion_messages, to_stream_messages, to_turns
-from ._structured import json_schema_format, tool_call_event_chunk, tools_response_format
+from ._messages import PROVIDER, History
+from ._structured import json_schema_format, tools_response_format
 
 logger = logging.getLogger("langchain_haufe")
 
-_PER_CALL = ("assistant_id", "user_id", "thread_id", "stateless")
 # What the message-level framing of a chat adds per message, for the token estimate.
 _TOKENS_PER_MESSAGE = 4
 
@@ -256,37 +240,30 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
             params["ls_stop"] = stop or self.stop
         return params
 
-    # -- the assistant path --------------------------------------------------------------------
+    # -- one call, planned by the core (haufe_copilot.conversation.routing) -------------------
 
-    def _turn(
-        self, messages: Sequence[BaseMessage], stop: list[str] | None, kwargs: Mapping[str, Any]
-    ) -> AssistantTurn:
-        assistant_id = require_assistant(kwargs.get("assistant_id"), self.assistant_id, type(self).__name__)
-        ignored = sorted(sampling_options(kwargs, self))
-        if ignored:
-            logger.debug("the assistant API takes no sampling parameters; ignoring %s", ignored)
-        return AssistantTurn(
-            assistant_id=assistant_id,
-            history=to_turns(messages),
-            user_id=kwargs.get("user_id", self.user_id),
-            stateless=bool(kwargs.get("stateless", self.stateless)),
-            thread_id=kwargs.get("thread_id", self.thread_id),
-            stop=stop if stop is not None else (self.stop or ()),
-            extra_headers=kwargs.get("extra_headers"),
-            extra_body=self._extra_body(kwargs),
+    def _plan(
+        self,
+        messages: Sequence[BaseMessage],
+        stop: list[str] | None,
+        kwargs: Mapping[str, Any],
+        *,
+        stream: bool,
+    ) -> CallPlan:
+        defaults = CallDefaults(
+            owner=type(self).__name__,
+            assistant_id=self.assistant_id,
+            user_id=self.user_id,
+            thread_id=self.thread_id,
+            stateless=self.stateless,
+            model=self.model_name,
+            stop=self.stop,
+            extra_body=self.model_kwargs,
+            sampling={name: getattr(self, name) for name in SAMPLING_PARAMETERS},
             answers_may_be_replayed=answers_may_be_replayed(self),
         )
-
-    def _extra_body(self, kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
-        """`model_kwargs` and the per-call `extra_body` (which wins), or None."""
-        body = {**self.model_kwargs, **(kwargs.get("extra_body") or {})}
-        return body or None
-
-    def _sync_client(self, kwargs: Mapping[str, Any]) -> HaufeCopilotClient:
-        return client_for_call(self.client, kwargs.get("timeout"), kwargs.get("deadline"))
-
-    def _async_client(self, kwargs: Mapping[str, Any]) -> AsyncHaufeCopilotClient:
-        return client_for_call(self.async_client, kwargs.get("timeout"), kwargs.get("deadline"))
+        call = {**kwargs, "stop": stop} if stop is not None else kwargs
+        return plan_call(call, defaults, History(messages), stream=stream, log=logger)
 
     def _llm_output(self, result: ChatResult) -> ChatResult:
         """`llm_output` as ChatOpenAI fills it, from the answer's own metadata."""
@@ -319,32 +296,6 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         "haufe-copilot" (the server's default)."""
         return kwargs.get("model") or self.model_name or "haufe-copilot"
 
-    def _metadata(self, result: AnswerResult, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        return {
-            **result.metadata,
-            "finish_reason": "stop",
-            "model_provider": PROVIDER,
-            # The assistant answers with its own model; this names the one asked for, if any.
-            "model_name": self._default_model_name(kwargs),
-        }
-
-    def _answer_message(self, result: AnswerResult, kwargs: Mapping[str, Any]) -> AIMessage:
-        return AIMessage(
-            content=result.text,
-            id=result.metadata["message_id"],
-            response_metadata=self._metadata(result, kwargs),
-        )
-
-    def _last_chunk(self, result: AnswerResult, kwargs: Mapping[str, Any]) -> ChatGenerationChunk:
-        return ChatGenerationChunk(
-            message=AIMessageChunk(
-                content="",
-                id=result.metadata["message_id"],
-                response_metadata=self._metadata(result, kwargs),
-                chunk_position="last",
-            )
-        )
-
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -352,10 +303,13 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        if self.streaming or kwargs.get("tools") or kwargs.get("response_format"):
-            return self._llm_output(generate_from_stream(self._stream(messages, stop, run_manager, **kwargs)))
-        turn = self._turn(messages, stop, kwargs)
-        message = self._answer_message(answer(self._sync_client(kwargs), turn), kwargs)
+        from . import _answers  # the wire types load with the first call
+
+        plan = self._plan(messages, stop, kwargs, stream=self.streaming)
+        model_name = self._default_model_name(kwargs)
+        if plan.route != "answer":
+            return self._llm_output(generate_from_stream(_answers.chunks(self.client, plan, model_name)))
+        message = _answers.answer_message(self.client, plan, model_name)
         return self._llm_output(ChatResult(generations=[ChatGeneration(message=message)]))
 
     async def _agenerate(
@@ -365,12 +319,14 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        if self.streaming or kwargs.get("tools") or kwargs.get("response_format"):
-            return self._llm_output(
-                await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
-            )
-        turn = self._turn(messages, stop, kwargs)
-        message = self._answer_message(await aanswer(self._async_client(kwargs), turn), kwargs)
+        from . import _answers
+
+        plan = self._plan(messages, stop, kwargs, stream=self.streaming)
+        model_name = self._default_model_name(kwargs)
+        if plan.route != "answer":
+            chunks = _answers.achunks(self.async_client, plan, model_name)
+            return self._llm_output(await agenerate_from_stream(chunks))
+        message = await _answers.aanswer_message(self.async_client, plan, model_name)
         return self._llm_output(ChatResult(generations=[ChatGeneration(message=message)]))
 
     def _stream(
@@ -381,19 +337,10 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         # LangChain calls on_llm_new_token for every chunk before it reaches the caller.
-        # Tools with a response_format (ProviderStrategy) go to the async-streams API, which
-        # takes both; tools alone to the completions endpoint.
-        if kwargs.get("tools") and not kwargs.get("response_format"):
-            yield from self._stream_completion(messages, stop, kwargs)
-            return
-        if kwargs.get("response_format"):
-            yield from self._stream_structured(messages, kwargs)
-            return
-        for item in stream_answer(self._sync_client(kwargs), self._turn(messages, stop, kwargs)):
-            if isinstance(item, AnswerDelta):
-                yield _text_chunk(item.text, item.message_id)
-            else:
-                yield self._last_chunk(item, kwargs)
+        from . import _answers
+
+        plan = self._plan(messages, stop, kwargs, stream=True)
+        yield from _answers.chunks(self.client, plan, self._default_model_name(kwargs))
 
     async def _astream(
         self,
@@ -402,188 +349,11 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        if kwargs.get("tools") and not kwargs.get("response_format"):
-            async for chunk in self._astream_completion(messages, stop, kwargs):
-                yield chunk
-            return
-        if kwargs.get("response_format"):
-            async for chunk in self._astream_structured(messages, kwargs):
-                yield chunk
-            return
-        async for item in astream_answer(self._async_client(kwargs), self._turn(messages, stop, kwargs)):
-            if isinstance(item, AnswerDelta):
-                yield _text_chunk(item.text, item.message_id)
-            else:
-                yield self._last_chunk(item, kwargs)
+        from . import _answers
 
-    # -- the completions path (tools) ----------------------------------------------------------
-
-    def _completion_request(
-        self, messages: Sequence[BaseMessage], stop: list[str] | None, kwargs: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        request: dict[str, Any] = {
-            "messages": to_completion_messages(messages),
-            "model": kwargs.get("model") or self.model_name,
-            "tools": kwargs.get("tools"),
-            "tool_choice": kwargs.get("tool_choice"),
-            "stop": stop if stop is not None else self.stop,
-            "session_id": kwargs.get("session_id"),
-            "extra_headers": kwargs.get("extra_headers"),
-            "extra_body": self._extra_body(kwargs),
-            **sampling_options(kwargs, self),
-        }
-        return request
-
-    def _completion_chunks(
-        self, chunk: ChatCompletionChunk, state: _CompletionState
-    ) -> ChatGenerationChunk | None:
-        if chunk.usage is not None:
-            state.usage = _usage_metadata(token_usage(chunk.usage))
-        state.id = state.id or chunk.id
-        state.model = chunk.model or state.model
-        state.session_id = chunk.session_id or state.session_id
-        if not chunk.choices:
-            return None
-        choice = chunk.choices[0]
-        state.finish_reason = choice.finish_reason or state.finish_reason
-        delta = choice.delta
-        tool_call_chunks = []
-        for call in delta.tool_calls or ():
-            index = call.index if call.index is not None else 0
-            if state.keep_only_first_call:
-                state.first_index = index if state.first_index is None else state.first_index
-                if index != state.first_index:
-                    continue
-            function = call.function
-            tool_call_chunks.append(
-                {
-                    "name": function.name if function else None,
-                    "args": function.arguments if function else None,
-                    "id": call.id,
-                    "index": index,
-                    "type": "tool_call_chunk",
-                }
-            )
-        if not tool_call_chunks:
-            return _text_chunk(delta.content, chunk.id) if delta.content else None
-        return ChatGenerationChunk(
-            message=AIMessageChunk(
-                content=delta.content or "", tool_call_chunks=tool_call_chunks, id=chunk.id
-            )
-        )
-
-    def _completion_last(self, state: _CompletionState) -> ChatGenerationChunk:
-        return ChatGenerationChunk(
-            message=AIMessageChunk(
-                content="",
-                id=state.id,
-                usage_metadata=state.usage,
-                response_metadata={
-                    "finish_reason": finish_reason(state.finish_reason),
-                    "raw_finish_reason": state.finish_reason,
-                    "model_name": state.model or self._default_model_name(state.kwargs),
-                    "session_id": state.session_id,
-                    "model_provider": PROVIDER,
-                },
-                chunk_position="last",
-            )
-        )
-
-    def _stream_completion(
-        self, messages: Sequence[BaseMessage], stop: list[str] | None, kwargs: Mapping[str, Any]
-    ) -> Iterator[ChatGenerationChunk]:
-        state = _CompletionState(kwargs, keep_only_first_call=kwargs.get("parallel_tool_calls") is False)
-        request = self._completion_request(messages, stop, kwargs)
-        with self._sync_client(kwargs).completions.create(stream=True, **request) as chunks:
-            for chunk in chunks:
-                generation = self._completion_chunks(chunk, state)
-                if generation is not None:
-                    yield generation
-        yield self._completion_last(state)
-
-    async def _astream_completion(
-        self, messages: Sequence[BaseMessage], stop: list[str] | None, kwargs: Mapping[str, Any]
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        state = _CompletionState(kwargs, keep_only_first_call=kwargs.get("parallel_tool_calls") is False)
-        request = self._completion_request(messages, stop, kwargs)
-        async with await self._async_client(kwargs).completions.create(stream=True, **request) as chunks:
-            async for chunk in chunks:
-                generation = self._completion_chunks(chunk, state)
-                if generation is not None:
-                    yield generation
-        yield self._completion_last(state)
-
-    # -- structured output over the async-streams API (json_schema) ----------------------------
-
-    def _stream_request(self, messages: Sequence[BaseMessage], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        request: dict[str, Any] = {
-            "messages": to_stream_messages(messages),
-            "response_format": kwargs["response_format"],
-            "model": kwargs.get("model") or self.model_name,
-            "extra_headers": kwargs.get("extra_headers"),
-            "extra_body": self._extra_body(kwargs),
-            **sampling_options(kwargs, self),
-        }
-        if kwargs.get("tools"):
-            request.update(messages=to_completion_messages(messages), tools=kwargs["tools"])
-            if kwargs.get("tool_choice") is not None:
-                request["tool_choice"] = kwargs["tool_choice"]
-        return request
-
-    def _stream_event_chunk(
-        self, event: StreamEvent, stream_id: str, partial: list[str], kwargs: Mapping[str, Any]
-    ) -> ChatGenerationChunk | None:
-        if isinstance(event, DeltaEvent):
-            partial.append(event.content)
-            return ChatGenerationChunk(message=AIMessageChunk(content=event.content, id=stream_id))
-        if isinstance(event, ToolCallEvent):
-            return ChatGenerationChunk(message=tool_call_event_chunk(event, stream_id))
-        if isinstance(event, ErrorEvent):
-            raise error_from_stream_object(
-                {"error_code": event.error_code, "detail": event.detail}, partial="".join(partial)
-            )
-        if isinstance(event, DoneEvent):
-            return ChatGenerationChunk(
-                message=AIMessageChunk(
-                    content="",
-                    id=stream_id,
-                    usage_metadata=_usage_metadata(token_usage(event.usage)),
-                    response_metadata={
-                        "finish_reason": finish_reason(event.status),
-                        "raw_finish_reason": event.status,
-                        "stream_id": stream_id,
-                        "model_name": (event.model_extra or {}).get("model")
-                        or self._default_model_name(kwargs),
-                        "model_provider": PROVIDER,
-                    },
-                    chunk_position="last",
-                )
-            )
-        return None
-
-    def _stream_structured(
-        self, messages: Sequence[BaseMessage], kwargs: Mapping[str, Any]
-    ) -> Iterator[ChatGenerationChunk]:
-        client = self._sync_client(kwargs)
-        handle = client.streams.start(**self._stream_request(messages, kwargs))
-        partial: list[str] = []
-        with client.streams.events(handle.stream_id) as events:
-            for event in events:
-                chunk = self._stream_event_chunk(event, handle.stream_id, partial, kwargs)
-                if chunk is not None:
-                    yield chunk
-
-    async def _astream_structured(
-        self, messages: Sequence[BaseMessage], kwargs: Mapping[str, Any]
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        client = self._async_client(kwargs)
-        handle = await client.streams.start(**self._stream_request(messages, kwargs))
-        partial: list[str] = []
-        async with client.streams.events(handle.stream_id) as events:
-            async for event in events:
-                chunk = self._stream_event_chunk(event, handle.stream_id, partial, kwargs)
-                if chunk is not None:
-                    yield chunk
+        plan = self._plan(messages, stop, kwargs, stream=True)
+        async for chunk in _answers.achunks(self.async_client, plan, self._default_model_name(kwargs)):
+            yield chunk
 
     # -- tools and structured output -----------------------------------------------------------
 
@@ -607,13 +377,7 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         as JSON of the schema. `strict` sets the schema's `strict`; function tools take none.
         """
         if response_format is not None:
-            if parallel_tool_calls is False:
-                raise InvalidRequestError(
-                    "parallel_tool_calls=False cannot be honoured together with response_format: "
-                    "the async-streams API that takes both has no such flag. Leave out "
-                    "parallel_tool_calls, or bind the tools without response_format (and use "
-                    "with_structured_output for the final answer)."
-                )
+            check_tools_with_response_format(parallel_tool_calls)
             kwargs["response_format"] = tools_response_format(response_format, strict)
         elif strict is not None:
             logger.debug("function tools of the completions endpoint take no strict flag; ignoring it")
@@ -682,65 +446,3 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
         fallback = RunnablePassthrough.assign(parsed=lambda _: None)
         return RunnableMap(raw=llm) | parsed.with_fallbacks([fallback], exception_key="parsing_error")
-
-
-_MESSAGE_PROTOTYPE = AIMessageChunk(content="")
-_GENERATION_PROTOTYPE = ChatGenerationChunk(message=_MESSAGE_PROTOTYPE)
-_copy = copier(
-    [
-        (_MESSAGE_PROTOTYPE, {"content": "x", "id": "run-1", "tool_calls": [], "response_metadata": {}}),
-        (_GENERATION_PROTOTYPE, {"message": _MESSAGE_PROTOTYPE, "text": "x"}),
-    ]
-)
-
-
-def _text_chunk(text: str, message_id: str) -> ChatGenerationChunk:
-    """A text delta as LangChain's chunk: a copy of a validated prototype with the text and id
-    set (and fresh containers, so no two chunks share one); validating each delta again would
-    cost more than everything else the adapter does for it."""
-    message = _copy(
-        _MESSAGE_PROTOTYPE,
-        {
-            "content": text,
-            "id": message_id,
-            "additional_kwargs": {},
-            "response_metadata": {},
-            "tool_calls": [],
-            "invalid_tool_calls": [],
-            "tool_call_chunks": [],
-        },
-    )
-    return _copy(_GENERATION_PROTOTYPE, {"message": message, "text": text})
-
-
-class _CompletionState:
-    """What a completion stream says besides its deltas, gathered for the last chunk."""
-
-    __slots__ = (
-        "finish_reason",
-        "first_index",
-        "id",
-        "keep_only_first_call",
-        "kwargs",
-        "model",
-        "session_id",
-        "usage",
-    )
-
-    def __init__(self, kwargs: Mapping[str, Any], *, keep_only_first_call: bool) -> None:
-        self.kwargs = kwargs
-        self.keep_only_first_call = keep_only_first_call
-        self.first_index: int | None = None
-        self.usage: UsageMetadata | None = None
-        self.finish_reason: str | None = None
-        self.id: str | None = None
-        self.model: str | None = None
-        self.session_id: str | None = None
-
-
-def _usage_metadata(usage: TokenUsage | None) -> UsageMetadata | None:
-    if usage is None:
-        return None
-    return UsageMetadata(
-        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, total_tokens=usage.total_tokens
-    )

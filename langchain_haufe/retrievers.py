@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -11,10 +11,12 @@ from langchain_core.utils import from_env
 from pydantic import Field
 
 from haufe_copilot.errors import InvalidRequestError
-from haufe_copilot.types import AssistantAnswer
 
 from ._client_fields import HaufeClientFields
 from ._messages import source_metadata
+
+if TYPE_CHECKING:
+    from haufe_copilot.types import AssistantAnswer
 
 
 class HaufeCopilotRetriever(HaufeClientFields, BaseRetriever):

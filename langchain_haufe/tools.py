@@ -8,7 +8,7 @@ passages as `Document`s in the `ToolMessage.artifact`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
 from langchain_core.documents import Document
@@ -18,10 +18,12 @@ from pydantic import BaseModel, Field
 
 from haufe_copilot.errors import InvalidRequestError
 from haufe_copilot.protocol.citations import answer_with_citations
-from haufe_copilot.types import AssistantAnswer
 
 from ._client_fields import HaufeClientFields
 from ._messages import source_metadata
+
+if TYPE_CHECKING:
+    from haufe_copilot.types import AssistantAnswer
 
 __all__ = ["HaufeCopilotTool"]
 

@@ -8,12 +8,14 @@ pool with the original.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from haufe_copilot.rate_limit import core_limiter_of
-from haufe_copilot.transport.async_client import AsyncHaufeCopilotClient
-from haufe_copilot.transport.client import HaufeCopilotClient
 from haufe_copilot.transport.options import ADAPTER_OPTIONS, DEFAULT_MAX_RETRIES
+
+if TYPE_CHECKING:
+    from haufe_copilot.transport.async_client import AsyncHaufeCopilotClient
+    from haufe_copilot.transport.client import HaufeCopilotClient
 
 __all__ = ["ADAPTER_OPTION_FIELDS", "LazyClients", "options_from_fields", "share_by_reference"]
 
@@ -68,6 +70,8 @@ class LazyClients:
     def sync(self, fields: Any) -> HaufeCopilotClient:
         client = self._sync
         if client is None:
+            from haufe_copilot.transport.client import HaufeCopilotClient
+
             with self._lock:
                 if self._sync is None:
                     self._sync = HaufeCopilotClient(
@@ -81,6 +85,8 @@ class LazyClients:
     def async_(self, fields: Any) -> AsyncHaufeCopilotClient:
         client = self._async
         if client is None:
+            from haufe_copilot.transport.async_client import AsyncHaufeCopilotClient
+
             with self._lock:
                 if self._async is None:
                     self._async = AsyncHaufeCopilotClient(

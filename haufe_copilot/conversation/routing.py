@@ -1,5 +1,8 @@
 """Decisions both adapters make about a call, made once here.
 
+- which endpoint a call goes to and what it sends there (`plan_call`): the assistant API,
+  blocking or streamed; the completions endpoint with tools; the async-streams API with a
+  `response_format` (and tools, if any);
 - which sampling parameters go out (`sampling_options`; the assistant API takes none);
 - that a call on the assistant path names an assistant (`require_assistant`);
 - what `tool_choice` the completions endpoint gets for what a framework passes (`tool_choice_for_api`);
@@ -12,27 +15,36 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from haufe_copilot.errors import InvalidRequestError, MissingAssistantError
-from haufe_copilot.protocol.deadline import check_deadline
 from haufe_copilot.protocol.settings import check_timeout
 
 if TYPE_CHECKING:
+    from haufe_copilot.conversation.threads import Turn
+    from haufe_copilot.conversation.turns import AssistantTurn
     from haufe_copilot.types.completions import Usage
 
 __all__ = [
+    "CALL_KEYWORDS",
     "CAPABILITIES",
     "SAMPLING_PARAMETERS",
+    "CallDefaults",
+    "CallPlan",
+    "History",
     "MissingAssistantError",
+    "Route",
     "TokenUsage",
+    "check_tools_with_response_format",
     "client_for_call",
     "estimate_tokens",
     "finish_reason",
+    "plan_call",
     "require_assistant",
     "sampling_options",
     "token_usage",
@@ -43,13 +55,11 @@ __all__ = [
 SAMPLING_PARAMETERS = ("temperature", "max_tokens", "top_p", "presence_penalty", "frequency_penalty")
 
 
-def sampling_options(call: Mapping[str, Any], fields: object) -> dict[str, Any]:
+def sampling_options(call: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
     """The sampling parameters to send: each per-call value, else the field, where not None."""
     chosen = {}
     for name in SAMPLING_PARAMETERS:
-        value = call.get(name)
-        if value is None:
-            value = getattr(fields, name, None)
+        value = _given(call, name, fields.get(name))
         if value is not None:
             chosen[name] = value
     return chosen
@@ -115,8 +125,216 @@ def client_for_call(client: _C, timeout: object, deadline: object = None) -> _C:
     if timeout is not None:
         changes["timeout"] = check_timeout(timeout, "timeout (per call)", InvalidRequestError)
     if deadline is not None:
+        from haufe_copilot.protocol.deadline import check_deadline  # brings httpx: at the first call
+
         changes["deadline"] = check_deadline(deadline, InvalidRequestError, "deadline (per call)")
     return client.with_options(**changes)
+
+
+# -- which endpoint, with what ----------------------------------------------------------------
+
+#: `answer`: the assistant API, one blocking answer; `answer_stream`: the same, streamed;
+#: `completions`: the OpenAI-compatible completions endpoint, with tools; `async_stream`: the
+#: async-streams API, with a `response_format` (and tools, if any).
+Route = Literal["answer", "answer_stream", "completions", "async_stream"]
+
+_THREAD_KEYWORDS = ("assistant_id", "user_id", "thread_id", "stateless")
+
+#: The per-call keywords `plan_call` reads (an adapter may report the others as ignored).
+CALL_KEYWORDS = frozenset(
+    {
+        *SAMPLING_PARAMETERS,
+        *_THREAD_KEYWORDS,
+        "model",
+        "timeout",
+        "deadline",
+        "stop",
+        "session_id",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "extra_body",
+        "extra_headers",
+    }
+)
+
+_NO_PARALLEL_FLAG = (
+    "parallel_tool_calls=False cannot be honoured together with response_format: the async-streams "
+    "API that takes both has no such flag. Leave out parallel_tool_calls, or bind the tools without "
+    "response_format (and ask for the structured answer on its own)."
+)
+
+
+@dataclass(frozen=True)
+class CallDefaults:
+    """What a component sets for every call (its fields), framework-neutral."""
+
+    owner: str
+    assistant_id: str | None = None
+    user_id: str | None = None
+    thread_id: str | None = None
+    stateless: bool = False
+    model: str | None = None
+    stop: Sequence[str] | None = None
+    #: Extra request-body fields for every call (a per-call `extra_body` wins).
+    extra_body: Mapping[str, Any] = field(default_factory=dict)
+    #: The sampling fields (`SAMPLING_PARAMETERS`), None where unset.
+    sampling: Mapping[str, Any] = field(default_factory=dict)
+    #: A cache may give one answer to several conversations (see `AssistantTurn`).
+    answers_may_be_replayed: bool = False
+
+
+class History(Protocol):
+    """A framework's messages, translated on demand: only the route's shape is built."""
+
+    def turns(self) -> Sequence[Turn]: ...
+
+    def wire_messages(self) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class CallPlan:
+    """One call, decided: the route, and what goes to it."""
+
+    route: Route
+    #: The assistant turn (routes `answer`, `answer_stream`).
+    turn: AssistantTurn | None = None
+    #: The whole history in the platform APIs' shape (routes `completions`, `async_stream`).
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    #: Keywords for `completions.create` or `streams.start`, besides `messages`.
+    options: dict[str, Any] = field(default_factory=dict)
+    #: Stop sequences (the async-streams API takes none: an adapter applies them to its deltas).
+    stop: tuple[str, ...] = ()
+    #: `parallel_tool_calls=False`: keep only the first tool call of an answer.
+    first_tool_call_only: bool = False
+    timeout: object = None
+    deadline: object = None
+
+    def client(self, client: _C) -> _C:
+        """The client for this call (a copy with the per-call `timeout=` / `deadline=`)."""
+        return client_for_call(client, self.timeout, self.deadline)
+
+
+def _given(call: Mapping[str, Any], name: str, default: Any) -> Any:
+    """A per-call keyword, unless absent or None: then the component's field."""
+    value = call.get(name)
+    return default if value is None else value
+
+
+def _stop_sequences(stop: str | Sequence[str] | None) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    return (stop,) if isinstance(stop, str) else tuple(stop)
+
+
+def _tool_names(tools: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [str((tool.get("function") or {}).get("name")) for tool in tools]
+
+
+def check_tools_with_response_format(parallel_tool_calls: object) -> None:
+    """Tools with a `response_format` go to the async-streams API, which cannot keep only the
+    first tool call: `parallel_tool_calls=False` with both is refused (at bind time, where a
+    framework binds them)."""
+    if parallel_tool_calls is False:
+        raise InvalidRequestError(_NO_PARALLEL_FLAG)
+
+
+def plan_call(
+    call: Mapping[str, Any],
+    defaults: CallDefaults,
+    history: History,
+    *,
+    stream: bool,
+    log: logging.Logger,
+) -> CallPlan:
+    """Where one call goes and what it sends: the one decision both adapters make.
+
+    `call` holds the per-call keywords (`CALL_KEYWORDS`; a None value counts as not given),
+    with `tools` already as the completions API's tool definitions. A `response_format`
+    goes to the async-streams API (with the tools, if any); tools alone to the completions
+    endpoint; anything else to the assistant API (`stream`: a streamed answer). The platform
+    APIs keep no threads and take the whole history; the assistant API takes no sampling
+    parameters (what is ignored is logged at DEBUG on `log`).
+    """
+    timeout, deadline = call.get("timeout"), call.get("deadline")
+    check_timeout(timeout, "timeout (per call)", InvalidRequestError)
+    sampling = sampling_options(call, defaults.sampling)
+    stop = _stop_sequences(_given(call, "stop", defaults.stop))
+    extras = {
+        "extra_body": {**defaults.extra_body, **(call.get("extra_body") or {})} or None,
+        "extra_headers": call.get("extra_headers"),
+    }
+    tools = list(call.get("tools") or ())
+    response_format = call.get("response_format")
+    if not tools and response_format is None:
+        return CallPlan(
+            route="answer_stream" if stream else "answer",
+            turn=_assistant_turn(call, defaults, history, stop, extras, sampling, log),
+            stop=stop,
+            timeout=timeout,
+            deadline=deadline,
+        )
+    given = [name for name in _THREAD_KEYWORDS if call.get(name) is not None]
+    if given:
+        log.debug("the platform APIs keep no threads; ignoring %s", given)
+    messages = history.wire_messages()
+    if not messages:
+        raise InvalidRequestError("The conversation is empty: pass at least one message.")
+    options: dict[str, Any] = {"model": call.get("model") or defaults.model, **sampling}
+    if tools:
+        options.update(
+            tools=tools, tool_choice=tool_choice_for_api(call.get("tool_choice"), _tool_names(tools))
+        )
+    if response_format is None:
+        options.update(stop=list(stop) or None, session_id=call.get("session_id"))
+        route: Route = "completions"
+    else:
+        if tools:
+            check_tools_with_response_format(call.get("parallel_tool_calls"))
+        options.update(response_format=response_format, stream=True)
+        route = "async_stream"
+    options.update(extras)
+    return CallPlan(
+        route=route,
+        messages=messages,
+        options={name: value for name, value in options.items() if value is not None},
+        stop=stop,
+        first_tool_call_only=call.get("parallel_tool_calls") is False,
+        timeout=timeout,
+        deadline=deadline,
+    )
+
+
+def _assistant_turn(
+    call: Mapping[str, Any],
+    defaults: CallDefaults,
+    history: History,
+    stop: tuple[str, ...],
+    extras: Mapping[str, Any],
+    sampling: Mapping[str, Any],
+    log: logging.Logger,
+) -> AssistantTurn:
+    from haufe_copilot.conversation.turns import AssistantTurn  # brings the wire types: at the first call
+
+    assistant_id = require_assistant(call.get("assistant_id"), defaults.assistant_id, defaults.owner)
+    if sampling:
+        log.debug(
+            "the assistant API takes no sampling parameters; ignoring %s (platform only)", sorted(sampling)
+        )
+    if call.get("session_id") is not None:
+        log.debug("session_id is for the completions endpoint (with tools); ignoring it")
+    return AssistantTurn(
+        assistant_id=assistant_id,
+        history=history.turns(),
+        user_id=_given(call, "user_id", defaults.user_id),
+        stateless=bool(_given(call, "stateless", defaults.stateless)),
+        thread_id=_given(call, "thread_id", defaults.thread_id),
+        stop=stop,
+        extra_headers=extras["extra_headers"],
+        extra_body=extras["extra_body"],
+        answers_may_be_replayed=defaults.answers_may_be_replayed,
+    )
 
 
 # LangChain's finish reasons, from what the APIs send: the completions endpoint speaks OpenAI's

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from haufe_copilot.errors import ConfigurationError, HaufeCopilotError
 from haufe_copilot.log import REDACTED, is_secret_header
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "TIMEOUT_FORMS",
@@ -47,7 +48,10 @@ def check_timeout(
     `setting` and the accepted forms. A dict becomes an `httpx.Timeout` (that is how one
     serialises); the rest is `_base_client.validate_timeout`'s check, the one the clients use.
     Seconds stay as given (a dump shows `timeout=30`, not an `httpx.Timeout`)."""
-    # Imported here: _base_client imports this module for the proxy and port checks.
+    # Imported here: _base_client imports this module for the proxy and port checks (and an
+    # adapter imports this module without loading httpx).
+    import httpx
+
     from haufe_copilot.transport.base_client import validate_timeout
 
     if isinstance(value, Mapping):
@@ -65,12 +69,18 @@ def check_timeout(
 
 def timeout_to_json(value: httpx.Timeout | float | None) -> dict[str, float | None] | float | None:
     """A timeout as JSON: seconds as they are, an `httpx.Timeout` as the dict of its parts."""
+    if value is None or isinstance(value, (int, float)):
+        return value
+    import httpx
+
     return value.as_dict() if isinstance(value, httpx.Timeout) else value
 
 
 def timeout_from_json(value: object) -> object:
     """The inverse of `timeout_to_json`, for a field validator (checking is `check_timeout`'s)."""
     if isinstance(value, Mapping) and set(map(str, value)) <= {*_TIMEOUT_PARTS, "timeout"}:
+        import httpx
+
         try:
             return httpx.Timeout(**{str(k): v for k, v in value.items()})
         except (TypeError, ValueError):
@@ -97,8 +107,11 @@ def check_proxy(value: object, setting: str = "proxy") -> str | None:
     (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY, as httpx reads them)."""
     if value is None:
         return None
-    if isinstance(value, httpx.URL):
-        value = str(value)
+    if not isinstance(value, str):
+        import httpx
+
+        if isinstance(value, httpx.URL):
+            value = str(value)
     forms = "a URL such as http://proxy.example.com:3128 (http, https, socks5 or socks5h)"
     if not isinstance(value, str) or not value:
         raise ConfigurationError(f"{setting} must be {forms}, or None for HTTP(S)_PROXY; not {value!r}.")

@@ -93,7 +93,7 @@ def test_a_streamed_text_chunk_is_what_validation_would_build() -> None:
     from langchain_core.outputs import ChatGenerationChunk
 
     from haufe_copilot.protocol.model_copy import copy_with
-    from langchain_haufe.chat_models import _copy, _text_chunk
+    from langchain_haufe._answers import _copy, _text_chunk
 
     assert _copy is copy_with  # the fast copy makes what pydantic's model_copy makes
     first, second = _text_chunk("Wort ", "run-1"), _text_chunk("Satz", "run-1")
