@@ -46,7 +46,6 @@ from haufe_copilot.conversation.routing import (
     plan_call,
 )
 from haufe_copilot.errors import InvalidRequestError
-from haufe_copilot.protocol.assistant import check_question
 from haufe_copilot.protocol.settings import split_unknown_settings
 
 from ._function_calling import FunctionCalling, tool_spec
@@ -76,6 +75,8 @@ def _completion_event(method: _Method) -> _Method:
 
 def _checked_prompt(prompt: object) -> str:
     """A completion prompt must be text: LlamaIndex would turn another value into an empty message."""
+    from haufe_copilot.protocol.assistant import check_question  # brings the wire types: at the first call
+
     if not isinstance(prompt, str):
         raise InvalidRequestError(
             f"The prompt must be a string, not {type(prompt).__name__}: pass the question as text."
