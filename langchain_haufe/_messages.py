@@ -134,20 +134,6 @@ def to_completion_messages(messages: Sequence[BaseMessage]) -> list[dict[str, An
     return out
 
 
-class History:
-    """A LangChain history as the core's routing takes it (`routing.History`): translated only
-    into the shape the call's route sends."""
-
-    def __init__(self, messages: Sequence[BaseMessage]) -> None:
-        self._messages = messages
-
-    def turns(self) -> list[Turn]:
-        return to_turns(self._messages)
-
-    def wire_messages(self) -> list[dict[str, Any]]:
-        return to_completion_messages(self._messages)
-
-
 # -- sources -----------------------------------------------------------------------------------
 
 
@@ -249,7 +235,6 @@ register_translator(PROVIDER, translate_content, translate_content_chunk)
 
 __all__ = [
     "PROVIDER",
-    "History",
     "message_text",
     "source_metadata",
     "sources_to_documents",

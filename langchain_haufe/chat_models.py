@@ -24,9 +24,9 @@ from pydantic import BaseModel, Field
 
 from haufe_copilot.conversation.routing import (
     CAPABILITIES,
-    SAMPLING_PARAMETERS,
     CallDefaults,
     CallPlan,
+    History,
     TokenUsage,
     check_tools_with_response_format,
     estimate_tokens,
@@ -37,7 +37,7 @@ from haufe_copilot.protocol.settings import split_unknown_settings
 
 from ._cache import answers_may_be_replayed
 from ._client_fields import HaufeClientFields
-from ._messages import PROVIDER, History
+from ._messages import PROVIDER, to_completion_messages, to_turns
 from ._structured import json_schema_format, tools_response_format
 
 logger = logging.getLogger("langchain_haufe")
@@ -250,20 +250,16 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         *,
         stream: bool,
     ) -> CallPlan:
-        defaults = CallDefaults(
+        defaults = CallDefaults.of(
+            self,
             owner=type(self).__name__,
-            assistant_id=self.assistant_id,
-            user_id=self.user_id,
-            thread_id=self.thread_id,
-            stateless=self.stateless,
             model=self.model_name,
-            stop=self.stop,
             extra_body=self.model_kwargs,
-            sampling={name: getattr(self, name) for name in SAMPLING_PARAMETERS},
             answers_may_be_replayed=answers_may_be_replayed(self),
         )
         call = {**kwargs, "stop": stop} if stop is not None else kwargs
-        return plan_call(call, defaults, History(messages), stream=stream, log=logger)
+        history = History(messages, to_turns, to_completion_messages)
+        return plan_call(call, defaults, history, stream=stream, log=logger)
 
     def _llm_output(self, result: ChatResult) -> ChatResult:
         """`llm_output` as ChatOpenAI fills it, from the answer's own metadata."""

@@ -32,7 +32,6 @@ from haufe_copilot.errors import APIResponseValidationError, InvalidRequestError
 from haufe_copilot.protocol.tool_calls import AssembledToolCall, partial_arguments
 
 __all__ = [
-    "History",
     "message_text",
     "openai_tool_calls",
     "role_of",
@@ -76,20 +75,6 @@ def to_turns(messages: Sequence[ChatMessage]) -> list[Turn]:
         metadata = dict(message.additional_kwargs) if role == "assistant" else {}
         turns.append(Turn(role, message_text(message, index), metadata))
     return turns
-
-
-class History:
-    """A LlamaIndex history as the core's routing takes it (`routing.History`): translated only
-    into the shape the call's route sends."""
-
-    def __init__(self, messages: Sequence[ChatMessage]) -> None:
-        self._messages = messages
-
-    def turns(self) -> list[Turn]:
-        return to_turns(self._messages)
-
-    def wire_messages(self) -> list[dict[str, Any]]:
-        return to_completion_messages(self._messages)
 
 
 def _arguments_text(arguments: Any) -> str:

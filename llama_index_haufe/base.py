@@ -39,9 +39,9 @@ from haufe_copilot.conversation.pickling import connections_from_pickle, connect
 from haufe_copilot.conversation.routing import (
     CALL_KEYWORDS,
     CAPABILITIES,
-    SAMPLING_PARAMETERS,
     CallDefaults,
     CallPlan,
+    History,
     estimate_tokens,
     plan_call,
 )
@@ -49,7 +49,7 @@ from haufe_copilot.errors import InvalidRequestError
 from haufe_copilot.protocol.settings import split_unknown_settings
 
 from ._function_calling import FunctionCalling, tool_spec
-from ._messages import History
+from ._messages import to_completion_messages, to_turns
 from ._structured import StructuredOutput, json_schema_format
 
 __all__ = ["DEFAULT_CONTEXT_WINDOW", "DEFAULT_NUM_OUTPUT", "HaufeCopilot", "json_schema_format"]
@@ -297,18 +297,11 @@ class HaufeCopilot(ClientFields, FunctionCalling, StructuredOutput):
         call = dict(kwargs)
         if call.get("tools"):
             call["tools"] = [tool_spec(tool) for tool in call["tools"]]
-        defaults = CallDefaults(
-            owner="HaufeCopilot",
-            assistant_id=self.assistant_id,
-            user_id=self.user_id,
-            thread_id=self.thread_id,
-            stateless=self.stateless,
-            model=self.model,
-            stop=self.stop,
-            extra_body=self.additional_kwargs,
-            sampling={name: getattr(self, name) for name in SAMPLING_PARAMETERS},
+        defaults = CallDefaults.of(
+            self, owner="HaufeCopilot", model=self.model, extra_body=self.additional_kwargs
         )
-        return plan_call(call, defaults, History(messages), stream=stream, log=logger)
+        history = History(messages, to_turns, to_completion_messages)
+        return plan_call(call, defaults, history, stream=stream, log=logger)
 
     # -- public methods: decorated once, over the undecorated ones below ---------------------
 

@@ -40,6 +40,7 @@ from haufe_copilot.protocol.settings import (
     timeout_from_json,
     timeout_to_json,
 )
+from haufe_copilot.transport.options import ADAPTER_OPTIONS, CLIENT_OPTIONS
 
 if TYPE_CHECKING:
     import httpx
@@ -83,59 +84,33 @@ else:
     HttpAsyncClientField = Annotated[Any, _InstanceOf("httpx", "AsyncClient")] | None
 
 
+def _option(name: str, **constraints: Any) -> Any:
+    """A field for the client option `name`: its default and meaning as `ClientOptions` gives them."""
+    option = CLIENT_OPTIONS[name]
+    return Field(default=option.default, description=option.meaning, **constraints)
+
+
 class ClientFields(BaseModel):
     """The client options of a component (`ChatHaufeCopilot`, `HaufeCopilotRetriever`,
     `HaufeCopilot`), and its core clients built from them on first use."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
 
-    api_key: SecretStr | None = Field(
-        default=None,
-        exclude=True,
-        description="The api-key of the Assistant API; default HAUFE_COPILOT_API_KEY.",
-    )
-    base_url: str | None = Field(
-        default=None,
-        description="The Assistant API's base URL; default HAUFE_COPILOT_BASE_URL, else https://api.haufe.ai.",
-    )
-    platform_api_key: SecretStr | None = Field(
-        default=None,
-        exclude=True,
-        description="Bearer key of the completions and async-streams APIs; default "
-        "HAUFE_COPILOT_PLATFORM_API_KEY, else api_key.",
-    )
-    platform_base_url: str | None = Field(
-        default=None, description="Base URL of the completions and async-streams APIs; default base_url."
-    )
-    token_provider: Callable[[], Any] | None = Field(
-        default=None,
-        exclude=True,
-        description="A sync or async callable giving OAuth2/JWT access tokens for the platform APIs.",
-    )
-    timeout: TimeoutField = Field(
-        default=None,
-        description="Seconds, an httpx.Timeout (or a dict of its arguments); default connect 5 s, read 60 s. "
-        "Per call: timeout=.",
-    )
-    deadline: float | None = Field(
-        default=None,
-        gt=0,
-        description="The most a whole call may take, in seconds (retries and a stream's reading included); "
-        "None: no limit. Per call: deadline=.",
-    )
-    max_retries: int = Field(
-        default=2, ge=0, description="Attempts after the first; never once the server answered 2xx."
-    )
-    default_headers: dict[str, str] | None = Field(
-        default=None,
-        description="Headers sent with every request; credentials among them (Authorization, api-key, "
-        "cookies, any name saying key, token or secret) are redacted in repr, dumps and tracers.",
-    )
-    proxy: str | None = Field(
-        default=None,
-        description="A forward proxy (http://host:port, socks5://...); default the environment's "
-        "(HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY, as httpx reads them).",
-    )
+    # The options `ClientOptions` marks for the adapters, each with its default and meaning from
+    # there; the types are the ones a component's field takes (keys as secrets).
+    api_key: SecretStr | None = _option("api_key", exclude=True)
+    base_url: str | None = _option("base_url")
+    platform_api_key: SecretStr | None = _option("platform_api_key", exclude=True)
+    platform_base_url: str | None = _option("platform_base_url")
+    token_provider: Callable[[], Any] | None = _option("token_provider", exclude=True)
+    timeout: TimeoutField = _option("timeout")
+    deadline: float | None = _option("deadline", gt=0)
+    max_retries: int = _option("max_retries", ge=0)
+    default_headers: dict[str, str] | None = _option("default_headers")
+    allow_insecure_http: bool = _option("allow_insecure_http")
+    proxy: str | None = _option("proxy")
+
+    # Beside the options: connections the caller owns.
     http_client: HttpClientField = Field(
         default=None,
         exclude=True,
@@ -146,9 +121,6 @@ class ClientFields(BaseModel):
         default=None,
         exclude=True,
         description="An httpx.AsyncClient you own, for the async calls (it belongs to one event loop).",
-    )
-    allow_insecure_http: bool = Field(
-        default=False, description="Allow sending the key over plain http to a host other than loopback."
     )
 
     _clients: LazyClients = PrivateAttr(default_factory=LazyClients)
@@ -206,3 +178,9 @@ class ClientFields(BaseModel):
         clone = super().__copy__()
         clone._clients = LazyClients()
         return clone
+
+
+# Every option `ClientOptions` marks for the adapters is a field here, and no other option.
+_UNMATCHED = set(ADAPTER_OPTIONS) ^ (set(ClientFields.model_fields) - {"http_client", "http_async_client"})
+if _UNMATCHED:  # pragma: no cover - a change to ClientOptions this module has not followed
+    raise ImportError(f"ClientFields and ClientOptions' adapter options differ in {sorted(_UNMATCHED)}")

@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from haufe_copilot.errors import InvalidRequestError, MissingAssistantError
 from haufe_copilot.protocol.settings import check_timeout
@@ -184,13 +184,36 @@ class CallDefaults:
     #: A cache may give one answer to several conversations (see `AssistantTurn`).
     answers_may_be_replayed: bool = False
 
+    @classmethod
+    def of(cls, component: object, **fields: Any) -> CallDefaults:
+        """The defaults from a component's fields of the same names (`assistant_id`, `user_id`,
+        `thread_id`, `stateless`, `stop` and the sampling parameters), with `fields` given
+        outright (`owner`, and those an adapter names differently: `model`, `extra_body`)."""
+        same_names = ("assistant_id", "user_id", "thread_id", "stateless", "stop")
+        return cls(
+            **{name: getattr(component, name) for name in same_names},
+            sampling={name: getattr(component, name, None) for name in SAMPLING_PARAMETERS},
+            **fields,
+        )
 
-class History(Protocol):
-    """A framework's messages, translated on demand: only the route's shape is built."""
 
-    def turns(self) -> Sequence[Turn]: ...
+_M = TypeVar("_M")
 
-    def wire_messages(self) -> list[dict[str, Any]]: ...
+
+@dataclass(frozen=True)
+class History(Generic[_M]):
+    """A framework's messages with its two translations, of which a call builds only the one
+    its route sends: the core's turns (assistant API) or the platform APIs' wire messages."""
+
+    messages: Sequence[_M]
+    to_turns: Callable[[Sequence[_M]], Sequence[Turn]]
+    to_wire: Callable[[Sequence[_M]], list[dict[str, Any]]]
+
+    def turns(self) -> Sequence[Turn]:
+        return self.to_turns(self.messages)
+
+    def wire_messages(self) -> list[dict[str, Any]]:
+        return self.to_wire(self.messages)
 
 
 @dataclass(frozen=True)
@@ -243,7 +266,7 @@ def check_tools_with_response_format(parallel_tool_calls: object) -> None:
 def plan_call(
     call: Mapping[str, Any],
     defaults: CallDefaults,
-    history: History,
+    history: History[Any],
     *,
     stream: bool,
     log: logging.Logger,
@@ -309,7 +332,7 @@ def plan_call(
 def _assistant_turn(
     call: Mapping[str, Any],
     defaults: CallDefaults,
-    history: History,
+    history: History[Any],
     stop: tuple[str, ...],
     extras: Mapping[str, Any],
     sampling: Mapping[str, Any],

@@ -8,12 +8,11 @@ fields (`ADAPTER_OPTIONS`).
 """
 
 # No `from __future__ import annotations`: the `Annotated` metadata is read at import time.
-import typing
+# httpx's types are named as strings and its default objects made on first use, so that this
+# list (which the adapters' fields are made from) loads without the HTTP stack.
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, TypedDict
-
-import httpx
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 from haufe_copilot.protocol.ndjson import DEFAULT_MAX_LINE_BYTES
 from haufe_copilot.rate_limit import RateLimiter
@@ -33,17 +32,38 @@ __all__ = [
     "TokenProvider",
 ]
 
-DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 DEFAULT_MAX_RETRIES = 2
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 # An interrupted stream's error carries the text delivered before it; keeping it costs memory
 # the size of the answer, so it is kept up to this bound (the caller saw every delta anyway).
 DEFAULT_MAX_PARTIAL_CHARS = 1024 * 1024
 
-#: The sync client's pool: httpx's own default. The async client's is `ASYNC_DEFAULT_LIMITS`.
-DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-#: Per event loop: every connection kept alive, as 1,000 concurrent streams want them.
-ASYNC_DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+if TYPE_CHECKING:
+    import httpx
+
+    DEFAULT_TIMEOUT: httpx.Timeout
+    #: The sync client's pool: httpx's own default. The async client's is `ASYNC_DEFAULT_LIMITS`.
+    DEFAULT_LIMITS: httpx.Limits
+    #: Per event loop: every connection kept alive, as 1,000 concurrent streams want them.
+    ASYNC_DEFAULT_LIMITS: httpx.Limits
+
+
+def __getattr__(name: str) -> Any:
+    # httpx's objects, made when a client (which has imported httpx anyway) first asks.
+    if name not in ("DEFAULT_TIMEOUT", "DEFAULT_LIMITS", "ASYNC_DEFAULT_LIMITS"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import httpx
+
+    value: httpx.Timeout | httpx.Limits
+    if name == "DEFAULT_TIMEOUT":
+        value = httpx.Timeout(60.0, connect=5.0)
+    elif name == "DEFAULT_LIMITS":
+        value = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+    else:
+        value = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    globals()[name] = value  # made once
+    return value
+
 
 TokenProvider = Callable[[], str | Awaitable[str]]
 
@@ -107,7 +127,7 @@ class ClientOptions(TypedDict, total=False):
         ),
     ]
     timeout: Annotated[
-        float | httpx.Timeout | None,
+        "float | httpx.Timeout | None",
         Option(
             None,
             "Each network operation's limit: seconds or an httpx.Timeout; default connect 5 s, read 60 s. "
@@ -173,7 +193,7 @@ class ClientOptions(TypedDict, total=False):
         ),
     ]
     limits: Annotated[
-        httpx.Limits | None,
+        "httpx.Limits | None",
         Option(
             None,
             "The connection pool's limits (httpx.Limits): the most connections open at once and kept "
@@ -192,7 +212,8 @@ class ClientOptions(TypedDict, total=False):
 
 
 def _options() -> dict[str, Option]:
-    hints = typing.get_type_hints(ClientOptions, include_extras=True)
+    # The annotations as written (not `get_type_hints`, which would resolve httpx's names).
+    hints = ClientOptions.__annotations__
     return {name: next(m for m in hint.__metadata__ if isinstance(m, Option)) for name, hint in hints.items()}
 
 

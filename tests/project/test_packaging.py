@@ -73,3 +73,17 @@ def test_loading_the_pytest_plugin_loads_no_server_and_no_framework() -> None:
     costs neither the emulator's server nor a framework, until a test uses a fixture."""
     loaded = _loaded_after("import haufe_emulator.pytest_plugin")
     assert not loaded & {"langchain_core", "llama_index", "fastapi", "uvicorn", "starlette"}
+
+
+@pytest.mark.parametrize("adapter", ["langchain_haufe", "llama_index_haufe", "llama_index.llms.haufe"])
+def test_importing_an_adapter_loads_neither_httpx_nor_the_wire_types_nor_a_client(adapter: str) -> None:
+    # They load with the first call: httpx alone costs about a quarter of BaseChatModel's import.
+    code = f"import sys\nimport {adapter}\nprint('\\n'.join(sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = set(result.stdout.split())
+    assert "httpx" not in loaded
+    assert not {m for m in loaded if m.startswith(("haufe_copilot.types", "haufe_copilot.transport."))} - {
+        "haufe_copilot.transport.options"  # the one list of options the adapters' fields are made from
+    }
