@@ -14,8 +14,7 @@ from pydantic import BaseModel, Field, SecretStr
 from haufe_copilot.conversation.client_fields import ClientFields
 from haufe_copilot.conversation.holder import share_by_reference
 from haufe_copilot.conversation.pickling import connections_from_pickle, connections_to_pickle
-from haufe_copilot.log import is_secret_header
-from haufe_copilot.protocol.settings import timeout_to_json
+from haufe_copilot.protocol.settings import is_secret_header, timeout_to_json
 
 
 def header_secret_id(name: str) -> str:

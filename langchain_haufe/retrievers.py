@@ -10,7 +10,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.utils import from_env
 from pydantic import Field
 
-from haufe_copilot.errors import InvalidRequestError
+from haufe_copilot.conversation.routing import require_assistant
 
 from ._client_fields import HaufeClientFields
 from ._messages import source_metadata
@@ -43,13 +43,10 @@ class HaufeCopilotRetriever(HaufeClientFields, BaseRetriever):
     """Append the assistant's answer as a last document."""
 
     def _request(self, query: str) -> dict[str, Any]:
-        if not self.assistant_id:
-            raise InvalidRequestError(
-                "No assistant: pass assistant_id=... to HaufeCopilotRetriever, "
-                "or set HAUFE_COPILOT_ASSISTANT_ID."
-            )
         return {
-            "assistant_id": self.assistant_id,
+            "assistant_id": require_assistant(
+                None, self.assistant_id, "HaufeCopilotRetriever", per_call_possible=False
+            ),
             "user_id": self.user_id,
             "messages": [{"role": "user", "content": query}],
         }

@@ -16,7 +16,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env
 from pydantic import BaseModel, Field
 
-from haufe_copilot.errors import InvalidRequestError
+from haufe_copilot.conversation.routing import require_assistant
 from haufe_copilot.protocol.citations import answer_with_citations
 
 from ._client_fields import HaufeClientFields
@@ -65,12 +65,10 @@ class HaufeCopilotTool(HaufeClientFields, BaseTool):
     user_id: str | None = None
 
     def _request(self, question: str) -> dict[str, Any]:
-        if not self.assistant_id:
-            raise InvalidRequestError(
-                "No assistant: pass assistant_id=... to HaufeCopilotTool, or set HAUFE_COPILOT_ASSISTANT_ID."
-            )
         return {
-            "assistant_id": self.assistant_id,
+            "assistant_id": require_assistant(
+                None, self.assistant_id, "HaufeCopilotTool", per_call_possible=False
+            ),
             "user_id": self.user_id,
             "messages": [{"role": "user", "content": question}],
         }

@@ -65,13 +65,16 @@ def sampling_options(call: Mapping[str, Any], fields: Mapping[str, Any]) -> dict
     return chosen
 
 
-def require_assistant(per_call: str | None, configured: str | None, owner: str) -> str:
-    """The assistant a call asks: the per-call one, else the configured one, else an error."""
+def require_assistant(
+    per_call: str | None, configured: str | None, owner: str, *, per_call_possible: bool = True
+) -> str:
+    """The assistant a call asks: the per-call one, else the configured one, else an error
+    (`per_call_possible`: the owner also takes one per call, and the error says so)."""
     assistant_id = per_call or configured
     if not assistant_id:
         raise MissingAssistantError(
-            f"No assistant: pass assistant_id=... to {owner} (or per call), or set "
-            "HAUFE_COPILOT_ASSISTANT_ID."
+            f"No assistant: pass assistant_id=... to {owner}{' (or per call)' if per_call_possible else ''}, "
+            "or set HAUFE_COPILOT_ASSISTANT_ID."
         )
     return assistant_id
 

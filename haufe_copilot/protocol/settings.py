@@ -4,7 +4,7 @@ A value that cannot work (`timeout="fast"`, a negative timeout, a port out of ra
 with an error that names the setting and the forms it accepts; a keyword no field knows is kept
 as an extra request-body field with a warning rather than dropped; an `httpx.Timeout` and the
 credentials in `default_headers` serialise to plain JSON (the credentials redacted by the one rule
-in `_logging.is_secret_header`).
+in `haufe_copilot.log.is_secret_header`, re-exported here).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ __all__ = [
     "guarded_headers",
     "headers_for_display",
     "headers_from_serialised",
+    "is_secret_header",
     "split_unknown_settings",
     "timeout_from_json",
     "timeout_to_json",
