@@ -12,8 +12,6 @@ from langchain_core.language_models import BaseChatModel, LangSmithParams, Langu
 from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
 from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import AIMessage, BaseMessage, get_buffer_string
-from langchain_core.output_parsers import JsonOutputKeyToolsParser, JsonOutputParser, PydanticOutputParser
-from langchain_core.output_parsers.openai_tools import PydanticToolsParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
@@ -404,6 +402,14 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         """
         if kwargs:
             raise ValueError(f"with_structured_output() got unsupported arguments: {sorted(kwargs)}")
+        # Imported here: the parsers are needed only where structured output is asked for.
+        from langchain_core.output_parsers import (
+            JsonOutputKeyToolsParser,
+            JsonOutputParser,
+            PydanticOutputParser,
+        )
+        from langchain_core.output_parsers.openai_tools import PydanticToolsParser
+
         is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
         parser: Runnable[Any, Any]
         if method == "function_calling":
