@@ -9,12 +9,13 @@ in `haufe_copilot.log.is_secret_header`, re-exported here).
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from haufe_copilot.errors import ConfigurationError, HaufeCopilotError
+from haufe_copilot.errors import ConfigurationError, HaufeCopilotError, InvalidRequestError
 from haufe_copilot.log import REDACTED, is_secret_header
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ __all__ = [
     "split_unknown_settings",
     "timeout_from_json",
     "timeout_to_json",
+    "validate_timeout",
 ]
 
 TIMEOUT_FORMS = (
@@ -47,13 +49,9 @@ def check_timeout(
 ) -> httpx.Timeout | float | None:
     """`value` as a timeout the client takes (seconds or an `httpx.Timeout`), or `error` naming
     `setting` and the accepted forms. A dict becomes an `httpx.Timeout` (that is how one
-    serialises); the rest is `_base_client.validate_timeout`'s check, the one the clients use.
+    serialises); the rest is `validate_timeout`'s check, the one the clients use.
     Seconds stay as given (a dump shows `timeout=30`, not an `httpx.Timeout`)."""
-    # Imported here: _base_client imports this module for the proxy and port checks (and an
-    # adapter imports this module without loading httpx).
-    import httpx
-
-    from haufe_copilot.transport.base_client import validate_timeout
+    import httpx  # here: an adapter imports this module without loading httpx
 
     if isinstance(value, Mapping):
         parts = {str(k): v for k, v in value.items()}
@@ -66,6 +64,41 @@ def check_timeout(
             raise error(f"{setting}={parts!r} is not a timeout; it must be {TIMEOUT_FORMS}.") from exc
     validate_timeout(value, setting, error=error)
     return value  # type: ignore[return-value]  # None, a positive number or an httpx.Timeout
+
+
+def validate_timeout(
+    value: object, setting: str = "timeout", *, error: type[HaufeCopilotError] = InvalidRequestError
+) -> httpx.Timeout | None:
+    """The one check of a timeout, for the clients, each call and the adapters: None (the
+    default), a positive finite number of seconds, or an `httpx.Timeout` whose every set value is
+    one. Anything else is refused with `error` naming `setting`, before a socket sees it (where
+    -1 or "5" gave a bare ValueError or TypeError from deep inside httpx)."""
+    if value is None:
+        return None
+    import httpx  # here: an adapter imports this module without loading httpx
+
+    if isinstance(value, httpx.Timeout):
+        for part in ("connect", "read", "write", "pool"):
+            seconds = getattr(value, part)
+            if seconds is not None and not _is_positive_seconds(seconds):
+                raise error(
+                    f"{setting} is an httpx.Timeout whose {part}={seconds!r} is not a positive number of "
+                    "seconds; give a positive number, or None for no limit on that part."
+                )
+        return value
+    if not _is_positive_seconds(value):
+        kind = "text" if isinstance(value, str) else type(value).__name__
+        raise error(
+            f"{setting} must be a positive number of seconds or an httpx.Timeout, not {value!r} ({kind}); "
+            "for example timeout=30 or timeout=httpx.Timeout(60, connect=5)."
+        )
+    return httpx.Timeout(float(value))  # type: ignore[arg-type]  # a number, checked above
+
+
+def _is_positive_seconds(value: object) -> bool:
+    return (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    )
 
 
 def timeout_to_json(value: httpx.Timeout | float | None) -> dict[str, float | None] | float | None:

@@ -17,7 +17,8 @@ import httpx
 
 from haufe_copilot.errors import APIError, InvalidRequestError
 from haufe_copilot.protocol.attempt import Call, Finished, Raw, Stepper
-from haufe_copilot.transport.base_client import RAW_RESPONSES, validate_timeout
+from haufe_copilot.protocol.settings import validate_timeout
+from haufe_copilot.transport.base_client import RAW_RESPONSES
 
 if TYPE_CHECKING:
     from typing_extensions import ParamSpec

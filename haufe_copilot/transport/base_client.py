@@ -8,7 +8,6 @@ credentials. The sync and async clients add only the I/O.
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
 import time
 from collections.abc import Mapping
@@ -26,7 +25,6 @@ from haufe_copilot.errors import (
     APIStatusError,
     APITimeoutError,
     ConfigurationError,
-    HaufeCopilotError,
     InvalidRequestError,
     NotFoundError,
     error_from_response,
@@ -38,7 +36,7 @@ from haufe_copilot.protocol.attempt import MAX_ERROR_BODY_BYTES, CallSettings, R
 from haufe_copilot.protocol.content_decoding import ACCEPT_ENCODING
 from haufe_copilot.protocol.deadline import Deadline, check_deadline
 from haufe_copilot.protocol.retry import retry_delay
-from haufe_copilot.protocol.settings import check_proxy, check_url_port
+from haufe_copilot.protocol.settings import check_proxy, check_url_port, validate_timeout
 from haufe_copilot.rate_limit import RateLimiter, check_rate_limiter
 from haufe_copilot.transport.options import (
     CLIENT_OPTIONS,
@@ -183,39 +181,6 @@ def _as_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
         return checked
     seconds = float(timeout)  # type: ignore[arg-type]  # a number: validate_timeout checked it
     return httpx.Timeout(seconds, connect=min(seconds, DEFAULT_TIMEOUT.connect or 5.0))
-
-
-def validate_timeout(
-    value: object, setting: str = "timeout", *, error: type[HaufeCopilotError] = InvalidRequestError
-) -> httpx.Timeout | None:
-    """The one check of a timeout, for the clients, each call and the adapters: None (the
-    default), a positive finite number of seconds, or an `httpx.Timeout` whose every set value is
-    one. Anything else is refused with `error` naming `setting`, before a socket sees it (where
-    -1 or "5" gave a bare ValueError or TypeError from deep inside httpx)."""
-    if value is None:
-        return None
-    if isinstance(value, httpx.Timeout):
-        for part in ("connect", "read", "write", "pool"):
-            seconds = getattr(value, part)
-            if seconds is not None and not _is_positive_seconds(seconds):
-                raise error(
-                    f"{setting} is an httpx.Timeout whose {part}={seconds!r} is not a positive number of "
-                    "seconds; give a positive number, or None for no limit on that part."
-                )
-        return value
-    if not _is_positive_seconds(value):
-        kind = "text" if isinstance(value, str) else type(value).__name__
-        raise error(
-            f"{setting} must be a positive number of seconds or an httpx.Timeout, not {value!r} ({kind}); "
-            "for example timeout=30 or timeout=httpx.Timeout(60, connect=5)."
-        )
-    return httpx.Timeout(float(value))  # type: ignore[arg-type]  # a number, checked above
-
-
-def _is_positive_seconds(value: object) -> bool:
-    return (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    )
 
 
 def _normalise_url(url: str, name: str) -> str:

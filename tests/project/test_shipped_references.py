@@ -58,3 +58,14 @@ def test_the_contract_page_has_the_sections_the_code_points_at() -> None:
     assert sections, "no pointer names a section"
     missing = {s for s in sections if not any(h.startswith(s) for h in headings)}
     assert not missing, f"docs/contract.md has no section {sorted(missing)}"
+
+
+def test_the_architecture_page_quotes_the_import_contracts_as_they_are() -> None:
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    quoted = re.search(r"```toml\n(\[tool\.importlinter\].*?)```", page, re.DOTALL)
+    assert quoted, "docs/architecture.md quotes no [tool.importlinter] block"
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    start = pyproject.index("[tool.importlinter]")
+    following = re.search(r"^\[(?!\[?tool\.importlinter)", pyproject[start:], re.MULTILINE)
+    section = pyproject[start : start + following.start()] if following else pyproject[start:]
+    assert quoted.group(1).strip() == section.strip()

@@ -27,7 +27,8 @@ import pytest
 
 from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient, errors
 from haufe_copilot.protocol.content_decoding import PIECE_BYTES, BoundedContentDecoder
-from haufe_copilot.transport.base_client import MAX_ERROR_BODY_BYTES, validate_timeout
+from haufe_copilot.protocol.settings import validate_timeout
+from haufe_copilot.transport.base_client import MAX_ERROR_BODY_BYTES
 from haufe_emulator import EmulatorServer
 from tests.conftest import ASSISTANT_ID, SESSION_API_KEY, user
 from tests.reliability.servers import RawServer
