@@ -8,7 +8,8 @@ pool with the original.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from haufe_copilot.rate_limit import core_limiter_of
 from haufe_copilot.transport.options import ADAPTER_OPTIONS, DEFAULT_MAX_RETRIES
@@ -53,6 +54,18 @@ def share_by_reference(component: object, memo: dict[int, Any] | None) -> dict[i
     return memo
 
 
+_Client = TypeVar("_Client", "HaufeCopilotClient", "AsyncHaufeCopilotClient")
+
+
+def _client_arguments(fields: Any, http_client_field: str) -> dict[str, Any]:
+    """A client's arguments from a component's fields: its options, its own httpx client, the limiter."""
+    return {
+        **options_from_fields(fields),
+        "http_client": getattr(fields, http_client_field, None),
+        "rate_limiter": core_limiter_of(fields),
+    }
+
+
 class LazyClients:
     """A component's sync and async core clients, each built from its fields on first use: a
     field set after construction counts until then, not after (make a copy with
@@ -69,33 +82,29 @@ class LazyClients:
 
     def sync(self, fields: Any) -> HaufeCopilotClient:
         client = self._sync
-        if client is None:
-            from haufe_copilot.transport.client import HaufeCopilotClient
+        if client is not None:
+            return client
+        from haufe_copilot.transport.client import HaufeCopilotClient
 
-            with self._lock:
-                if self._sync is None:
-                    self._sync = HaufeCopilotClient(
-                        **options_from_fields(fields),
-                        http_client=getattr(fields, "http_client", None),
-                        rate_limiter=core_limiter_of(fields),
-                    )
-                client = self._sync
-        return client
+        return self._once("_sync", lambda: HaufeCopilotClient(**_client_arguments(fields, "http_client")))
 
     def async_(self, fields: Any) -> AsyncHaufeCopilotClient:
         client = self._async
-        if client is None:
-            from haufe_copilot.transport.async_client import AsyncHaufeCopilotClient
+        if client is not None:
+            return client
+        from haufe_copilot.transport.async_client import AsyncHaufeCopilotClient
 
-            with self._lock:
-                if self._async is None:
-                    self._async = AsyncHaufeCopilotClient(
-                        **options_from_fields(fields),
-                        http_client=getattr(fields, "http_async_client", None),
-                        rate_limiter=core_limiter_of(fields),
-                    )
-                client = self._async
-        return client
+        return self._once(
+            "_async", lambda: AsyncHaufeCopilotClient(**_client_arguments(fields, "http_async_client"))
+        )
+
+    def _once(self, slot: str, build: Callable[[], _Client]) -> _Client:
+        with self._lock:  # the check again under the lock: two threads build one client, not two
+            client: _Client | None = getattr(self, slot)
+            if client is None:
+                client = build()
+                setattr(self, slot, client)
+            return client
 
     def close(self) -> None:
         """Close the sync client's connections; the next call builds a new client."""
