@@ -336,18 +336,20 @@ class ChatHaufeCopilot(HaufeClientFields, BaseChatModel):
         plan = self._plan(messages, stop, kwargs, stream=True)
         yield from _answers.chunks(self.client, plan, self._default_model_name(kwargs))
 
-    async def _astream(
+    def _astream(
         self,
         messages: list[BaseMessage],
         stop: list[str] | None = None,
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        # The adapter's async generator itself, not one more around it: when a loop ends with an
+        # abandoned stream, asyncio closes every open async generator at once, and a wrapper
+        # closing its inner one meets it already closing ("aclose(): ... already running").
         from . import _answers
 
         plan = self._plan(messages, stop, kwargs, stream=True)
-        async for chunk in _answers.achunks(self.async_client, plan, self._default_model_name(kwargs)):
-            yield chunk
+        return _answers.achunks(self.async_client, plan, self._default_model_name(kwargs))
 
     # -- tools and structured output -----------------------------------------------------------
 

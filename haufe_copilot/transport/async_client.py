@@ -279,6 +279,10 @@ class AsyncHaufeCopilotClient(BaseClient):
         stepper = attempt.Stepper(attempt.call_flow(self, call, cuts=True))
         try:
             while (step := stepper.next()) is not attempt.FINISHED:
+                if type(step) is attempt.Items:
+                    for item in step:
+                        yield item
+                    continue
                 if not isinstance(step, attempt.Step):
                     yield step
                     continue

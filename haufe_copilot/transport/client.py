@@ -106,6 +106,8 @@ class HaufeCopilotClient(BaseClient, ClosesOnExit):
                         stepper.reply = exchange.do(step)
                     except Exception as exc:  # the flow decides: it raises what it does not handle
                         stepper.failure = exc
+                elif type(step) is attempt.Items:
+                    yield from step
                 else:
                     yield step
         finally:
