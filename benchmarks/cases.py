@@ -21,6 +21,7 @@ import httpx
 
 from benchmarks.harness import (
     FLOOR_B,
+    INVOKE_FLOOR,
     KEY,
     QUESTION,
     Candidate,
@@ -33,6 +34,7 @@ from benchmarks.harness import (
     consume,
     gc_profile,
     import_time,
+    invoke_floor,
     langchain_floors,
     loaded_modules,
 )
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from llama_index.llms.openai_like import OpenAILike  # type: ignore[import-untyped]
 
 TOOL_QUESTION = "Wie ist das Wetter in Berlin? Nutze get_weather."
+RAW = "raw httpx iter_lines + json.loads"
 CORE = "haufe_copilot core client"
 OURS = "ChatHaufeCopilot.stream"
 ANCHOR = "ChatOpenAI.stream (anchor)"
@@ -125,7 +128,7 @@ def streaming(run: Run) -> tuple[dict[str, dict[int, float]], dict[str, GcProfil
         )
 
     candidates: dict[str, Candidate] = {
-        "raw httpx iter_lines + json.loads": raw,
+        RAW: raw,
         CORE: ours_core,
         OURS: streamed(
             lambda headers: ChatHaufeCopilot(
@@ -134,7 +137,7 @@ def streaming(run: Run) -> tuple[dict[str, dict[int, float]], dict[str, GcProfil
             lambda model: model.stream(QUESTION),
         ),
         ANCHOR: streamed(lambda headers: chat_openai(url, headers), lambda model: model.stream(QUESTION)),
-        **langchain_floors(),
+        **langchain_floors(run),
     }
     try:
         from llama_index.core.llms import ChatMessage
@@ -234,6 +237,7 @@ def blocking(run: Run) -> dict[str, float]:
             ).json()
         ),
         "ChatHaufeCopilot.invoke": per_call(lambda: ours.invoke(QUESTION)),
+        INVOKE_FLOOR: per_call(invoke_floor(run, http)),
         "ChatOpenAI.invoke": per_call(lambda: anchor.invoke(QUESTION)),
     }
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import compileall
 import gc
+import json
 import os
 import secrets
 import socket
@@ -25,6 +26,10 @@ KEY = "sk-bench-" + secrets.token_hex(8)
 QUESTION = "Wie viele Urlaubstage stehen mir zu?"
 FLOOR_A = "LangChain floor A (prepared chunk objects, no I/O)"
 FLOOR_B = "LangChain floor B (a chunk built per delta, no I/O)"
+FLOOR_C = "LangChain floor C (floor B over the raw httpx stream)"
+INVOKE_FLOOR = "LangChain's own invoke + the raw HTTP call"
+ASSISTANT_STREAM = "/agents/v1/chat/completions/stream"
+ASSISTANT_CHAT = "/agents/v1/chat/completions"
 
 #: A candidate at one size: given the number of deltas, the run to time (built before the timing).
 Candidate = Callable[[int], Callable[[], None]]
@@ -181,47 +186,106 @@ def gc_profile(run: Callable[[], Any]) -> GcProfile:
     return GcProfile(full_collections, collector_seconds, total)
 
 
-def langchain_floors() -> dict[str, Candidate]:
-    """LangChain itself, no I/O: a model that yields prepared chunk objects (floor A), or builds
-    one per delta from prepared text the way an integration must (floor B)."""
-    from langchain_core.language_models import BaseChatModel
+def langchain_floors(run: Run | None = None) -> dict[str, Candidate]:
+    """LangChain itself: a model that yields prepared chunk objects (floor A), or builds one per
+    delta from prepared text the way an integration must (floor B), both without I/O; and, given
+    a run, the least a LangChain integration of the stream can do (floor C): floor B's chunk for
+    every line of the same answer, read with raw httpx `iter_lines` + `json.loads`."""
     from langchain_core.messages import AIMessageChunk
     from langchain_core.outputs import ChatGenerationChunk
-    from pydantic import PrivateAttr
-
-    class Floor(BaseChatModel):
-        build: bool = False
-        _prepared: list[Any] = PrivateAttr(default_factory=list)
-
-        @property
-        def _llm_type(self) -> str:
-            return "floor"
-
-        def _generate(self, *args: Any, **kwargs: Any) -> Any:
-            raise NotImplementedError
-
-        def _stream(self, *args: Any, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-            if not self.build:
-                yield from self._prepared
-                return
-            for text in self._prepared:
-                yield ChatGenerationChunk(message=AIMessageChunk(content=text, id="floor"))
 
     def floor(build: bool) -> Candidate:
         def make(n: int) -> Callable[[], None]:
-            model = Floor(build=build)
-            model._prepared = (
-                ["Wort "] * n
+            texts = ["Wort "] * n
+            prepared = (
+                []
                 if build
-                else [
-                    ChatGenerationChunk(message=AIMessageChunk(content="Wort ", id="floor")) for _ in range(n)
-                ]
+                else [ChatGenerationChunk(message=AIMessageChunk(content=t, id="floor")) for t in texts]
             )
+
+            def chunks(_: list[Any]) -> Iterator[ChatGenerationChunk]:
+                if not build:
+                    yield from prepared
+                    return
+                for text in texts:
+                    yield ChatGenerationChunk(message=AIMessageChunk(content=text, id="floor"))
+
+            model = _floor_model(stream=chunks)
             return consume(lambda: model.stream(QUESTION))
 
         return make
 
-    return {FLOOR_A: floor(False), FLOOR_B: floor(True)}
+    floors = {FLOOR_A: floor(False), FLOOR_B: floor(True)}
+    if run is not None:
+        http = httpx.Client(timeout=60)
+
+        def over_http(n: int) -> Callable[[], None]:
+            body = _assistant_body(run)
+
+            def chunks(_: list[Any]) -> Iterator[ChatGenerationChunk]:
+                with http.stream(
+                    "POST", run.url + ASSISTANT_STREAM, json=body, headers={"api-key": KEY, **bulk(n)}
+                ) as response:
+                    for line in response.iter_lines():
+                        if line:
+                            data = json.loads(line)
+                            yield ChatGenerationChunk(
+                                message=AIMessageChunk(
+                                    content=data["delta"]["content"], id=data["message_id"]
+                                )
+                            )
+
+            model = _floor_model(stream=chunks)
+            return consume(lambda: model.stream(QUESTION))
+
+        floors[FLOOR_C] = over_http
+    return floors
+
+
+def invoke_floor(run: Run, http: httpx.Client) -> Callable[[], Any]:
+    """LangChain's own `invoke` around the raw HTTP call (one POST, `json.loads`, an `AIMessage`):
+    the least a LangChain integration of the blocking answer can cost."""
+    from langchain_core.messages import AIMessage
+    from langchain_core.outputs import ChatGeneration, ChatResult
+
+    body = _assistant_body(run)
+
+    def generate(_: list[Any]) -> ChatResult:
+        data = http.post(run.url + ASSISTANT_CHAT, json=body, headers={"api-key": KEY}).json()
+        message = AIMessage(content=data["content"], id=data["id"])
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    model = _floor_model(generate=generate)
+    return lambda: model.invoke(QUESTION)
+
+
+def _assistant_body(run: Run) -> dict[str, Any]:
+    return {"assistant_id": run.assistant_id, "messages": [{"role": "user", "content": QUESTION}]}
+
+
+def _floor_model(
+    *,
+    stream: Callable[[list[Any]], Iterator[Any]] | None = None,
+    generate: Callable[[list[Any]], Any] | None = None,
+) -> Any:
+    """A `BaseChatModel` whose `_stream` or `_generate` is the given function of the messages."""
+    from langchain_core.language_models import BaseChatModel
+
+    class Floor(BaseChatModel):
+        @property
+        def _llm_type(self) -> str:
+            return "floor"
+
+        def _generate(self, messages: list[Any], *args: Any, **kwargs: Any) -> Any:
+            if generate is None:
+                raise NotImplementedError
+            return generate(messages)
+
+        def _stream(self, messages: list[Any], *args: Any, **kwargs: Any) -> Iterator[Any]:
+            assert stream is not None
+            return stream(messages)
+
+    return Floor()
 
 
 # -- imports ------------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ from langchain_core.outputs import ChatGenerationChunk
 from haufe_copilot import AsyncHaufeCopilotClient, HaufeCopilotClient
 from haufe_copilot.conversation.routing import CallPlan, TokenUsage, finish_reason, token_usage
 from haufe_copilot.conversation.turns import (
-    AnswerDelta,
     AnswerResult,
     aanswer,
     answer,
@@ -29,7 +28,7 @@ from haufe_copilot.conversation.turns import (
     stream_answer,
 )
 from haufe_copilot.errors import error_from_stream_object
-from haufe_copilot.protocol.model_copy import copier
+from haufe_copilot.protocol.model_copy import prepared_copy
 from haufe_copilot.types.completions import ChatCompletionChunk
 from haufe_copilot.types.streams import DeltaEvent, DoneEvent, ErrorEvent, StreamEvent, ToolCallEvent
 
@@ -68,14 +67,12 @@ async def aanswer_message(client: AsyncHaufeCopilotClient, plan: CallPlan, model
     return _message(await aanswer(plan.client(client), plan.turn), model_name)
 
 
-def _answer_piece(item: AnswerDelta | AnswerResult, model_name: str) -> ChatGenerationChunk:
-    if isinstance(item, AnswerDelta):
-        return _text_chunk(item.text, item.message_id)
+def _last_piece(result: AnswerResult, model_name: str) -> ChatGenerationChunk:
     return ChatGenerationChunk(
         message=AIMessageChunk(
             content="",
-            id=item.metadata["message_id"],
-            response_metadata=_metadata(item, model_name),
+            id=result.metadata["message_id"],
+            response_metadata=_metadata(result, model_name),
             chunk_position="last",
         )
     )
@@ -105,8 +102,8 @@ def chunks(client: HaufeCopilotClient, plan: CallPlan, model_name: str) -> Itera
                     yield generation
     else:
         assert plan.turn is not None
-        for item in stream_answer(client, plan.turn):
-            yield _answer_piece(item, model_name)
+        for item in stream_answer(client, plan.turn, piece=_text_chunk):
+            yield item if type(item) is ChatGenerationChunk else _last_piece(item, model_name)
 
 
 async def achunks(
@@ -133,8 +130,8 @@ async def achunks(
                     yield generation
     else:
         assert plan.turn is not None
-        async for item in astream_answer(client, plan.turn):
-            yield _answer_piece(item, model_name)
+        async for item in astream_answer(client, plan.turn, piece=_text_chunk):
+            yield item if type(item) is ChatGenerationChunk else _last_piece(item, model_name)
 
 
 # -- the completions endpoint (tools) -----------------------------------------------------------
@@ -274,20 +271,26 @@ def _event_chunk(
 
 _MESSAGE_PROTOTYPE = AIMessageChunk(content="")
 _GENERATION_PROTOTYPE = ChatGenerationChunk(message=_MESSAGE_PROTOTYPE)
-_copy = copier(
-    [
-        (_MESSAGE_PROTOTYPE, {"content": "x", "id": "run-1", "tool_calls": [], "response_metadata": {}}),
-        (_GENERATION_PROTOTYPE, {"message": _MESSAGE_PROTOTYPE, "text": "x"}),
-    ]
+_message_copy = prepared_copy(
+    _MESSAGE_PROTOTYPE,
+    {
+        "content": "x",
+        "id": "run-1",
+        "additional_kwargs": {},
+        "response_metadata": {},
+        "tool_calls": [],
+        "invalid_tool_calls": [],
+        "tool_call_chunks": [],
+    },
 )
+_generation_copy = prepared_copy(_GENERATION_PROTOTYPE, {"message": _MESSAGE_PROTOTYPE, "text": "x"})
 
 
 def _text_chunk(text: str, message_id: str) -> ChatGenerationChunk:
     """A text delta as LangChain's chunk: a copy of a validated prototype with the text and id
     set (and fresh containers, so no two chunks share one); validating each delta again would
     cost more than everything else the adapter does for it."""
-    message = _copy(
-        _MESSAGE_PROTOTYPE,
+    message = _message_copy(
         {
             "content": text,
             "id": message_id,
@@ -296,9 +299,9 @@ def _text_chunk(text: str, message_id: str) -> ChatGenerationChunk:
             "tool_calls": [],
             "invalid_tool_calls": [],
             "tool_call_chunks": [],
-        },
+        }
     )
-    return _copy(_GENERATION_PROTOTYPE, {"message": message, "text": text})
+    return _generation_copy({"message": message, "text": text})
 
 
 def usage_metadata(usage: TokenUsage | None) -> UsageMetadata | None:

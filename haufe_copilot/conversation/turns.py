@@ -13,7 +13,7 @@ streamed, sync or async) only make the requests it asks for and report what came
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Generator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +68,10 @@ class AnswerDelta:
 
     text: str
     message_id: str
+
+
+#: Makes the caller's piece of a streamed answer from its text and the answer's message id.
+PieceMaker = Callable[[str, str], Any]
 
 
 @dataclass
@@ -160,52 +164,62 @@ class SendRequest:
     request: dict[str, Any]
 
 
-@dataclass
 class OpenStream:
     """A step of `_turn_flow`: open a stream for `request` and give each chunk to `read`, passing on
-    the piece it returns, until `stopped`; then send None back (the reading holds the answer)."""
+    the piece it returns, until `stopped`; then send None back (the reading holds the answer).
+    A piece is `piece(text, message_id)`: an `AnswerDelta`, or the adapter's own object, made
+    here so that a delta is built once (`stream_answer`)."""
 
-    request: dict[str, Any]
-    stop: Sequence[str]
-    gathered: AnswerAssembler = field(default_factory=AnswerAssembler)
-    pieces: list[str] = field(default_factory=list)
+    __slots__ = ("_stop_filter", "gathered", "piece", "pieces", "request", "stopped")
 
-    def __post_init__(self) -> None:
-        self._stop_filter = StopFilter(self.stop)
+    def __init__(self, request: dict[str, Any], stop: Sequence[str], piece: PieceMaker) -> None:
+        self.request = request
+        self.piece = piece
+        self.gathered = AnswerAssembler()
+        self.pieces: list[str] = []
+        #: A stop sequence ended the answer: close the stream.
+        self.stopped = False
+        self._stop_filter = StopFilter(stop) if any(stop) else None
 
-    @property
-    def stopped(self) -> bool:
-        """A stop sequence ended the answer: close the stream."""
-        return self._stop_filter.stopped
-
-    def read(self, chunk: StreamChunk) -> AnswerDelta | None:
+    def read(self, chunk: StreamChunk) -> Any:
         self.gathered.add(chunk)
-        piece = self._stop_filter.feed(chunk.delta.content)
-        if not piece:
+        text = chunk.delta.content
+        stop_filter = self._stop_filter
+        if stop_filter is not None:
+            text = stop_filter.feed(text)
+            self.stopped = stop_filter.stopped
+        if not text:
             return None
-        self.pieces.append(piece)
-        return AnswerDelta(piece, chunk.message_id)
+        self.pieces.append(text)
+        return self.piece(text, chunk.message_id)
 
-    def finish(self) -> AnswerDelta | None:
+    def finish(self) -> Any:
         """The text the stop filter held back (it might have begun a stop sequence), if any."""
+        if self._stop_filter is None:
+            return None
         tail = self._stop_filter.flush()
+        self.stopped = self._stop_filter.stopped  # the tail may hold a stop
         if not tail:
             return None
         self.pieces.append(tail)
-        return AnswerDelta(tail, self.gathered.message_id)
+        return self.piece(tail, self.gathered.message_id)
 
 
-#: What `_turn_flow` yields: a request for the driver to make, or what the caller gets.
-TurnStep = SendRequest | OpenStream | AnswerDelta | AnswerResult
+#: What `_turn_flow` yields: a request for the driver to make, or what the caller gets (a piece
+#: is what the `PieceMaker` makes: an `AnswerDelta` unless the caller asked for its own).
+TurnStep = SendRequest | OpenStream | AnswerDelta | AnswerResult | Any
 
 
-def _turn_flow(turn: AssistantTurn, *, streaming: bool) -> Generator[TurnStep, AssistantAnswer | None, None]:
+def _turn_flow(
+    turn: AssistantTurn, *, streaming: bool, piece: PieceMaker = AnswerDelta
+) -> Generator[TurnStep, AssistantAnswer | None, None]:
     """One turn without I/O (as httpx's `Auth.auth_flow`): it yields the request to make and receives
     what came back (a failed request is thrown in), falls back to a new thread once when a
     continuation fails, and yields the answer: a stream's last piece, if held back, then the result."""
     plan = _check(turn)
     for attempt in (1, 2):
-        step = OpenStream(_request(turn, plan), turn.stop) if streaming else SendRequest(_request(turn, plan))
+        request = _request(turn, plan)
+        step = OpenStream(request, turn.stop, piece) if streaming else SendRequest(request)
         try:
             whole = yield step
         except APIError as error:
@@ -233,8 +247,8 @@ class _Steps:
     request inside `with steps`; an `APIError` is thrown into the flow (which raises it again
     unless it falls back), a success sends `answer` (None for a stream)."""
 
-    def __init__(self, turn: AssistantTurn, *, streaming: bool) -> None:
-        self._flow = _turn_flow(turn, streaming=streaming)
+    def __init__(self, turn: AssistantTurn, *, streaming: bool, piece: PieceMaker = AnswerDelta) -> None:
+        self._flow = _turn_flow(turn, streaming=streaming, piece=piece)
         self.step: TurnStep = next(self._flow)
         self.answer: AssistantAnswer | None = None
 
@@ -252,10 +266,10 @@ class _Steps:
         self._flow.close()
         return False
 
-    def rest(self) -> Iterator[AnswerDelta | AnswerResult]:
+    def rest(self) -> Iterator[Any]:
         """What the caller gets once the requests are made: a held-back piece, then the result."""
         for step in (self.step, *self._flow):
-            assert isinstance(step, AnswerDelta | AnswerResult)
+            assert not isinstance(step, SendRequest | OpenStream)
             yield step
 
 
@@ -285,31 +299,35 @@ def _only_result(steps: _Steps) -> AnswerResult:
 
 
 def stream_answer(
-    client: HaufeCopilotClient, turn: AssistantTurn
-) -> Generator[AnswerDelta | AnswerResult, None, None]:
-    """The answer's pieces as they arrive, then one `AnswerResult` (its `text` whole)."""
-    steps = _Steps(turn, streaming=True)
+    client: HaufeCopilotClient, turn: AssistantTurn, *, piece: PieceMaker = AnswerDelta
+) -> Generator[Any, None, None]:
+    """The answer's pieces as they arrive, then one `AnswerResult` (its `text` whole). A piece is
+    an `AnswerDelta`, or what `piece(text, message_id)` makes: an adapter's own delta object,
+    built once rather than from an `AnswerDelta` (this runs for every delta)."""
+    steps = _Steps(turn, streaming=True, piece=piece)
     while isinstance(step := steps.step, OpenStream):
+        read = step.read
         with steps, client.assistant.stream(**step.request) as chunks:
             for chunk in chunks:
-                if (piece := step.read(chunk)) is not None:
-                    yield piece
+                if (made := read(chunk)) is not None:
+                    yield made
                 if step.stopped:
                     break
     yield from steps.rest()
 
 
 async def astream_answer(
-    client: AsyncHaufeCopilotClient, turn: AssistantTurn
-) -> AsyncGenerator[AnswerDelta | AnswerResult, None]:
+    client: AsyncHaufeCopilotClient, turn: AssistantTurn, *, piece: PieceMaker = AnswerDelta
+) -> AsyncGenerator[Any, None]:
     """See `stream_answer`."""
-    steps = _Steps(turn, streaming=True)
+    steps = _Steps(turn, streaming=True, piece=piece)
     while isinstance(step := steps.step, OpenStream):
+        read = step.read
         with steps:
             async with client.assistant.stream(**step.request) as chunks:
                 async for chunk in chunks:
-                    if (piece := step.read(chunk)) is not None:
-                        yield piece
+                    if (made := read(chunk)) is not None:
+                        yield made
                     if step.stopped:
                         break
     for rest in steps.rest():

@@ -7,12 +7,13 @@ client both turn into an httpx request), and answers are decoded from bytes or d
 from __future__ import annotations
 
 import json
+import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from haufe_copilot.errors import (
     APIConnectionError,
@@ -166,13 +167,13 @@ def check_header_value(name: str, value: object) -> str:
 #: An HTTP header name (RFC 9110 token).
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
-#: Line and paragraph separators: not Cc, but line breaks to `str.splitlines` and many log readers.
-_LINE_SEPARATORS = frozenset("\u2028\u2029")
+#: C0 and C1 control characters (CR, LF, NUL, NEL, ...), DEL, and the line and paragraph
+#: separators (not Cc, but line breaks to `str.splitlines` and many log readers).
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _has_control_character(text: str) -> bool:
-    """C0 and C1 control characters (CR, LF, NUL, NEL, ...), DEL, and the Unicode line separators."""
-    return any(ord(char) < 32 or 127 <= ord(char) <= 159 or char in _LINE_SEPARATORS for char in text)
+    return _CONTROL_CHARACTER.search(text) is not None
 
 
 def _message_dict(index: int, message: object) -> dict[str, Any]:
@@ -265,6 +266,15 @@ def decode_json_body(content: bytes) -> Any:
 
 
 def parse_answer(content: bytes) -> AssistantAnswer:
+    try:  # the common case in one step: pydantic's JSON parser straight into the model
+        answer = AssistantAnswer.model_validate_json(content)
+    except ValidationError:
+        pass
+    else:
+        extra = answer.__pydantic_extra__
+        if not extra or "error_code" not in extra:
+            return answer
+    # Read again as plain JSON to say what it is: an error object, not JSON, not an answer.
     data = decode_json_body(content)
     if is_error_object(data):
         raise error_from_stream_object(data)
@@ -298,8 +308,25 @@ def parse_chunk_line(line: bytes) -> StreamChunk:
     return parse_chunk(parse_object(line))
 
 
-def chunk_text(chunk: StreamChunk) -> str:
-    return chunk.delta.content
+_CHUNK_LIST = TypeAdapter(list[StreamChunk])
+
+
+def parse_chunk_lines(lines: list[bytes]) -> list[StreamChunk] | None:
+    """Several NDJSON lines of an assistant stream parsed in one call, as an array of them joined
+    by a newline and a comma: they are as many chunks when the array holds as many. A line that
+    ends inside a string cannot run on into the next (a JSON string holds no newline). None when
+    the array or its count is not that, for `parse_chunk_line` to read the lines one by one and
+    say which is what. (A line of two objects beside an object broken over two lines between its
+    strings make as many chunks as lines, and are read as them: the server's own bytes anyway.)"""
+    try:
+        chunks = _CHUNK_LIST.validate_json(b"[" + b"\n,".join(lines) + b"]")
+    except ValidationError:
+        return None
+    return chunks if len(chunks) == len(lines) else None
+
+
+#: A chunk's text (an attribute getter: it runs for every delta).
+chunk_text: Callable[[StreamChunk], str] = operator.attrgetter("delta.content")
 
 
 def _validation_summary(exc: ValidationError) -> str:
@@ -329,6 +356,10 @@ class StreamFormat(Generic[R, T]):
     is_final: Callable[[R, T | None], bool] | None = None
     #: Whether a body must give the caller at least one item (an answer with no chunk is none).
     needs_items: bool = False
+    #: `convert` for a run of wire items at once (one call instead of one per item, which is most
+    #: of a delta's cost), or None where any of them needs `convert` on its own: an error line, a
+    #: malformed one. Only for a format without `is_final`, and never yielding None.
+    convert_many: Callable[[list[R]], list[T] | None] | None = None
 
 
 def check_stream_end(fmt: StreamFormat[Any, Any], *, finished: bool, items: int) -> None:
@@ -345,5 +376,5 @@ def check_stream_end(fmt: StreamFormat[Any, Any], *, finished: bool, items: int)
 
 
 ASSISTANT_STREAM: StreamFormat[bytes, StreamChunk] = StreamFormat(
-    NDJSONLines, parse_chunk_line, chunk_text, needs_items=True
+    NDJSONLines, parse_chunk_line, chunk_text, needs_items=True, convert_many=parse_chunk_lines
 )

@@ -279,6 +279,7 @@ def _read_body(
     decoder = fmt.decoder(settings.max_line_bytes) if fmt is not None else None
     if fmt is not None:  # looked up once: the loop below runs for every delta
         convert, is_final, text_of = fmt.convert, fmt.is_final, fmt.text_of
+        convert_many = fmt.convert_many
     limit = settings.max_response_bytes
     received = items = 0
     finished = False
@@ -304,28 +305,36 @@ def _read_body(
             return bytes(whole)
         else:
             raws = decoder.close()
-        batch = Items()
-        for raw in raws:
-            item = convert(raw)
-            if is_final is not None and not finished:
-                finished = is_final(raw, item)
-            if item is not None:
-                if partial.kept < partial.cap:  # inline: this runs for every delta
-                    text = text_of(item)
-                    partial.delivered.append(text)
-                    partial.kept += len(text)
+        failure: APIError | None = None
+        for start in range(0, len(raws), BATCH_ITEMS):
+            group = raws[start : start + BATCH_ITEMS]
+            converted = convert_many(group) if convert_many is not None else None
+            if converted is not None:
+                batch = Items(converted)
+            else:  # item by item: the items before one that fails still reach the caller
+                batch = Items()
+                for raw in group:
+                    try:
+                        item = convert(raw)
+                    except APIError as exc:
+                        failure = exc
+                        break
+                    if is_final is not None and not finished:
+                        finished = is_final(raw, item)
+                    if item is not None:
+                        batch.append(item)
+            if batch:
+                if partial.kept < partial.cap:  # inline, per batch: this runs for every delta
+                    texts = list(map(text_of, batch))
+                    partial.delivered += texts
+                    partial.kept += sum(map(len, texts))
                 else:
                     partial.more = True
-                batch.append(item)
-                if len(batch) == BATCH_ITEMS:
-                    items += len(batch)
-                    yield batch
-                    guard.content()
-                    batch = Items()
-        if batch:
-            items += len(batch)
-            yield batch
-            guard.content()  # the stall clock restarts when the caller hands back
+                items += len(batch)
+                yield batch
+                guard.content()  # the stall clock restarts when the caller hands back
+            if failure is not None:
+                raise failure
         if data is None:
             assert fmt is not None  # a decoder: a stream
             check_stream_end(fmt, finished=finished, items=items)
@@ -339,9 +348,9 @@ BATCH_ITEMS = 16
 
 
 class Items(list[Any]):
-    """The items one read completed, handed on together (the driver gives the caller each in
-    turn): nothing is read and no limit is checked between them, and one step per read rather
-    than per item keeps a delta's cost that of a single generator."""
+    """Items one read completed (at most `BATCH_ITEMS`), handed on together (the driver gives the
+    caller each in turn): nothing is read and no limit is checked between them, and one step per
+    batch rather than per item keeps a delta's cost that of a single generator."""
 
     __slots__ = ()
 

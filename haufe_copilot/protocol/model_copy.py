@@ -21,12 +21,13 @@ The values are trusted: they are the adapter's own, of the types the fields decl
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-__all__ = ["Copier", "copier", "copy_with"]
+__all__ = ["Copier", "copier", "copy_with", "prepared_copy"]
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -70,3 +71,30 @@ def copier(samples: Iterable[tuple[BaseModel, dict[str, Any]]]) -> Copier:
         if not _same(copy_with(prototype, values), prototype.model_copy(update=values)):
             return _model_copy
     return copy_with
+
+
+def prepared_copy(prototype: Model, sample: dict[str, Any]) -> Callable[[dict[str, Any]], Model]:
+    """`copy_with` for one prototype whose every copy sets the keys of `sample` (to other
+    values): what depends only on the prototype and the keys is worked out once, so a copy is
+    a dict copy and four attributes (a third less than `copy_with` for LangChain's chunk, which
+    the adapter builds for every delta). Checked like `copier`: `model_copy` if the copy of
+    `sample` is not what `model_copy` makes of it."""
+    if prototype.__pydantic_private__ is not None:
+        return partial(_model_copy, prototype)
+    cls, base, extra = type(prototype), dict(prototype.__dict__), prototype.__pydantic_extra__
+    fields = frozenset(prototype.__pydantic_fields_set__ | sample.keys())
+    new, set_attribute = cls.__new__, object.__setattr__
+
+    def copy(values: dict[str, Any]) -> Model:
+        model = new(cls)
+        attributes = base.copy()
+        attributes.update(values)
+        set_attribute(model, "__dict__", attributes)
+        set_attribute(model, "__pydantic_extra__", None if extra is None else dict(extra))
+        set_attribute(model, "__pydantic_fields_set__", set(fields))
+        set_attribute(model, "__pydantic_private__", None)
+        return model
+
+    if not _same(copy(sample), prototype.model_copy(update=sample)):
+        return partial(_model_copy, prototype)
+    return copy

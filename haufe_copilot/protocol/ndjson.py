@@ -34,22 +34,30 @@ class NDJSONLines:
         self._max_line_bytes = max_line_bytes
 
     def feed(self, data: bytes) -> list[bytes]:
-        if b"\n" not in data:
+        end = data.rfind(b"\n")
+        if end < 0:
             if data:
                 self._buffer += data
                 self._check_pending()
             return []
-        self._buffer += data
-        lines = self._buffer.split(b"\n")
-        self._buffer = lines.pop()
+        if self._buffer:
+            self._buffer += data[:end]
+            complete = bytes(self._buffer)
+        else:
+            complete = data[:end]
+        self._buffer = bytearray(data[end + 1 :])
         self._check_pending()
-        return [line for raw in lines if (line := self._line(raw))]
+        lines = complete.split(b"\n")
+        if len(complete) > self._max_line_bytes:
+            for line in lines:
+                self._check_line(line)
+        return list(filter(bytes.strip, lines))  # blank lines are skipped
 
     def close(self) -> list[bytes]:
         """A last line that had no newline, if any."""
-        raw, self._buffer = self._buffer, bytearray()
-        line = self._line(raw)
-        return [line] if line else []
+        line, self._buffer = bytes(self._buffer), bytearray()
+        self._check_line(line)
+        return [line] if line.strip() else []
 
     def _check_pending(self) -> None:
         if len(self._buffer) > self._max_line_bytes:
@@ -59,12 +67,11 @@ class NDJSONLines:
                 f"A stream line exceeded {self._max_line_bytes} bytes ({size} bytes with no newline yet)."
             )
 
-    def _line(self, raw: bytearray) -> bytes:
-        if len(raw) > self._max_line_bytes:
+    def _check_line(self, line: bytes) -> None:
+        if len(line) > self._max_line_bytes:
             raise ResponseTooLargeError(
-                f"A stream line of {len(raw)} bytes exceeded the bound of {self._max_line_bytes} bytes."
+                f"A stream line of {len(line)} bytes exceeded the bound of {self._max_line_bytes} bytes."
             )
-        return bytes(raw) if raw.strip() else b""
 
 
 def parse_object(line: bytes) -> dict[str, Any]:

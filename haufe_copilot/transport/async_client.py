@@ -23,7 +23,7 @@ from haufe_copilot.resources.assistant import AsyncAssistant
 from haufe_copilot.resources.base import made_on_access
 from haufe_copilot.resources.completions import AsyncCompletions
 from haufe_copilot.resources.streams import AsyncStreams
-from haufe_copilot.transport.base_client import BaseClient
+from haufe_copilot.transport.base_client import STANDING_HEADERS, BaseClient
 from haufe_copilot.transport.options import ASYNC_DEFAULT_LIMITS, ClientOptions
 
 if TYPE_CHECKING:
@@ -211,6 +211,7 @@ class AsyncHaufeCopilotClient(BaseClient):
         super().__init__(options)
         self._check_given_http(http_client, httpx.AsyncClient, "HaufeCopilotClient for an httpx.Client")
         self._given_http = http_client
+        self._http_sends_standing_headers = http_client is None
         timeout_config = self._config.timeout
         proxy_url = self._config.proxy
         tls: list[ssl.SSLContext] = []
@@ -221,6 +222,7 @@ class AsyncHaufeCopilotClient(BaseClient):
             if not tls:
                 tls.append(httpx.create_ssl_context())
             return httpx.AsyncClient(
+                headers=STANDING_HEADERS,
                 timeout=timeout_config,
                 follow_redirects=False,
                 verify=tls[0],

@@ -48,6 +48,15 @@ from haufe_copilot.transport.options import (
 
 DEFAULT_BASE_URL = "https://api.haufe.ai"
 USER_AGENT = f"haufe-copilot-python/{__version__}"
+#: The headers of every request: the http clients this package builds carry them as their own
+#: (`_http_sends_standing_headers`), so that a request merges only what differs; an
+#: `http_client` passed in gets them with each request. Accept-Encoding: only the encodings the
+#: client decodes in bounded pieces (see protocol/content_decoding).
+STANDING_HEADERS = {
+    "User-Agent": USER_AGENT,
+    "Accept": "application/json",
+    "Accept-Encoding": ACCEPT_ENCODING,
+}
 
 T = TypeVar("T")
 
@@ -283,6 +292,8 @@ class BaseClient:
             max_response_bytes=config.max_response_bytes,
             max_partial_chars=config.max_partial_chars,
         )
+        #: Whether the http client carries `STANDING_HEADERS` itself (one this package built).
+        self._http_sends_standing_headers = False
 
     def _check_given_http(self, http_client: object, expected: type[object], otherwise: str) -> None:
         """An `http_client` passed in is of the client's kind and leaves the pool options unset."""
@@ -354,9 +365,8 @@ class BaseClient:
         base = self._config.base_url if spec.api == "assistant" else self._config.platform_base_url
         return base + spec.path
 
-    def _headers(self, spec: RequestSpec, bearer_token: str | None = None) -> httpx.Headers:
-        # Only the encodings the client decodes in bounded pieces (see _content_decoding).
-        headers = {"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING}
+    def _headers(self, spec: RequestSpec, bearer_token: str | None = None) -> httpx.Headers | dict[str, str]:
+        headers = {} if self._http_sends_standing_headers else dict(STANDING_HEADERS)
         if spec.body is not None:
             headers["Content-Type"] = "application/json"
         if spec.api == "assistant":
@@ -367,6 +377,8 @@ class BaseClient:
             headers["api-key"] = self._config.api_key
         elif bearer_token is not None:
             headers["Authorization"] = f"Bearer {bearer_token}"
+        if not self._config.default_headers and not spec.headers:
+            return headers  # httpx merges them with its own, as below
         merged = httpx.Headers(headers)
         # Case-insensitive: a caller's "accept" replaces ours instead of sending a second one.
         merged.update(self._config.default_headers)

@@ -19,7 +19,7 @@ from haufe_copilot.resources.assistant import Assistant
 from haufe_copilot.resources.base import made_on_access
 from haufe_copilot.resources.completions import Completions
 from haufe_copilot.resources.streams import Streams
-from haufe_copilot.transport.base_client import BaseClient
+from haufe_copilot.transport.base_client import STANDING_HEADERS, BaseClient
 from haufe_copilot.transport.options import DEFAULT_LIMITS, ClientOptions
 from haufe_copilot.transport.streaming import ClosesOnExit
 
@@ -48,8 +48,9 @@ class HaufeCopilotClient(BaseClient, ClosesOnExit):
     def __init__(self, *, http_client: httpx.Client | None = None, **options: Unpack[ClientOptions]) -> None:
         super().__init__(options)
         self._check_given_http(http_client, httpx.Client, "AsyncHaufeCopilotClient for an httpx.AsyncClient")
-        self._owns_http = http_client is None
+        self._owns_http = self._http_sends_standing_headers = http_client is None
         self._http = http_client or httpx.Client(
+            headers=STANDING_HEADERS,
             timeout=self._config.timeout,
             follow_redirects=False,
             proxy=self._config.proxy,

@@ -18,7 +18,7 @@ also schedules for a dropped async generator).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Generator, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -91,8 +91,11 @@ class Stream(_Opening, ClosesOnExit, Generic[T]):
         assert isinstance(opened, Opened)  # a stream's first item
         self._opened = opened
 
-    def __iter__(self) -> Self:
-        return self
+    def __iter__(self) -> Iterator[T]:
+        # The items themselves, so that a `for` loop takes each straight from them (a call of
+        # `__next__` per delta is a tenth of the core's cost); `next(stream)` works too.
+        self._started = True
+        return self._items
 
     def __next__(self) -> T:
         self._started = True

@@ -98,8 +98,9 @@ class AnswerAssembler:
         if self.first is None:
             self.first = chunk
         self.thread_id = chunk.thread_id
-        self.sources.extend(chunk.delta.sources)
-        extra = chunk.model_extra
+        if sources := chunk.delta.sources:  # most chunks have none: this runs for every delta
+            self.sources.extend(sources)
+        extra = chunk.__pydantic_extra__
         if extra and "meta_data" in extra:
             self.meta_data = extra["meta_data"]
 

@@ -89,13 +89,15 @@ def test_stream_metadata_on_exactly_one_chunk(model: ChatHaufeCopilot) -> None:
 def test_a_streamed_text_chunk_is_what_validation_would_build() -> None:
     """The per-delta chunk skips pydantic's copy machinery; it must equal a validated chunk,
     keep its own containers and take assignment like any model."""
+    from functools import partial
+
     from langchain_core.messages import AIMessageChunk
     from langchain_core.outputs import ChatGenerationChunk
 
-    from haufe_copilot.protocol.model_copy import copy_with
-    from langchain_haufe._answers import _copy, _text_chunk
+    from langchain_haufe._answers import _generation_copy, _message_copy, _text_chunk
 
-    assert _copy is copy_with  # the fast copy makes what pydantic's model_copy makes
+    # The fast copies made what pydantic's model_copy makes (else they are model_copy itself).
+    assert not isinstance(_message_copy, partial) and not isinstance(_generation_copy, partial)
     first, second = _text_chunk("Wort ", "run-1"), _text_chunk("Satz", "run-1")
     assert first == ChatGenerationChunk(message=AIMessageChunk(content="Wort ", id="run-1"))
     assert first.message.model_fields_set >= {"content", "id"}

@@ -471,3 +471,77 @@ async def test_the_httpx_cause_carries_no_credential(reset_server: RawServer) ->
         shown = repr(list(headers.multi_items()))
         assert secret not in shown and token not in shown and custom not in shown, shown
         assert str(cause.request.url).startswith("http://127.0.0.1")  # still says where it went
+
+
+# -- lines that arrive together --------------------------------------------------------------
+
+
+def _chunk_line(text: str) -> bytes:
+    delta = {"content": text, "role": "assistant", "sources": []}
+    return json.dumps({"message_id": "m-1", "thread_id": "t-1", "delta": delta}).encode() + b"\n"
+
+
+GOOD_LINES = _chunk_line("Wort ") + _chunk_line("für ") + _chunk_line("Wort ")
+NDJSON_HEAD = {"content-type": "application/x-ndjson"}
+BAD_LINES = {
+    "not JSON": (b"{not json\n", errors.APIResponseValidationError, "not valid JSON"),
+    "an error line": (
+        b'{"error_code": "internal_error", "detail": "Der Dienst ist ausgefallen."}\n',
+        errors.InternalServerError,
+        "ausgefallen",
+    ),
+    "not a chunk": (b'{"message_id": "m-1"}\n', errors.APIResponseValidationError, "documented shape"),
+    # Two chunks on one line, and one split over two lines inside its text: read together as
+    # comma-joined lines, they would be as many chunks as lines, one of them "half,way".
+    "two chunks on one line, one on two": (
+        _chunk_line("a")[:-1] + b", " + _chunk_line("b") + _chunk_line("halfway").replace(b"half", b"half\n"),
+        errors.APIResponseValidationError,
+        "not valid JSON",
+    ),
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD_LINES), ids=list(BAD_LINES))
+def test_the_chunks_before_a_bad_line_of_the_same_read_reach_the_caller_first(bad: str) -> None:
+    """The server sends good lines and a bad one in one write: the caller gets every good chunk,
+    then the error, whose `partial` is exactly what it got (the chunks of one read once went
+    nowhere while `partial` claimed them)."""
+    payload, error, message = BAD_LINES[bad]
+    with RawServer("canned", head=NDJSON_HEAD, payload=GOOD_LINES + payload) as server:
+        with HaufeCopilotClient(api_key="sk-x", base_url=server.url, max_retries=0) as client:
+            received: list[str] = []
+            with pytest.raises(error, match=message) as info:
+                for chunk in client.assistant.stream(assistant_id=ASSISTANT_ID, messages=user()):
+                    received.append(chunk.delta.content)
+    assert received == ["Wort ", "für ", "Wort "]
+    assert info.value.partial == "Wort für Wort "
+
+
+@pytest.mark.parametrize("bad", list(BAD_LINES), ids=list(BAD_LINES))
+async def test_the_async_client_delivers_the_chunks_before_a_bad_line_too(bad: str) -> None:
+    payload, error, message = BAD_LINES[bad]
+    with RawServer("canned", head=NDJSON_HEAD, payload=GOOD_LINES + payload) as server:
+        async with AsyncHaufeCopilotClient(api_key="sk-x", base_url=server.url, max_retries=0) as client:
+            received: list[str] = []
+            with pytest.raises(error, match=message) as info:
+                async for chunk in client.assistant.stream(assistant_id=ASSISTANT_ID, messages=user()):
+                    received.append(chunk.delta.content)
+    assert received == ["Wort ", "für ", "Wort "]
+    assert info.value.partial == "Wort für Wort "
+
+
+def test_many_good_lines_in_one_read_arrive_whole_and_in_order() -> None:
+    """More lines than one batch, some with sources, in one write (the fast path parses a batch
+    at once): every chunk, in order, each as it was sent."""
+    source = {"content": "§ 3 Abs. 1 BUrlG", "meta_data": {"document_title": "BUrlG"}}
+    lines = []
+    for index in range(50):
+        delta = {"content": f"w{index} ", "role": "assistant", "sources": [source] if index % 7 == 0 else []}
+        lines.append(json.dumps({"message_id": "m-1", "thread_id": "t-1", "delta": delta}).encode())
+    payload = b"\n".join(lines[:25]) + b"\n\n  \n" + b"\r\n".join(lines[25:]) + b"\n"
+    with RawServer("canned", head=NDJSON_HEAD, payload=payload) as server:
+        with HaufeCopilotClient(api_key="sk-x", base_url=server.url, max_retries=0) as client:
+            chunks = list(client.assistant.stream(assistant_id=ASSISTANT_ID, messages=user()))
+    assert [c.delta.content for c in chunks] == [f"w{index} " for index in range(50)]
+    assert [bool(c.delta.sources) for c in chunks] == [index % 7 == 0 for index in range(50)]
+    assert chunks[7].delta.sources[0].content == "§ 3 Abs. 1 BUrlG"
