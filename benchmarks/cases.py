@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from benchmarks.harness import (
+    ASSISTANT_CHAT,
     FLOOR_B,
     INVOKE_FLOOR,
     KEY,
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 
 TOOL_QUESTION = "Wie ist das Wetter in Berlin? Nutze get_weather."
 RAW = "raw httpx iter_lines + json.loads"
+#: The prefix of the blocking figures measured on a mock transport.
+NO_NETWORK = "no network: "
 CORE = "haufe_copilot core client"
 OURS = "ChatHaufeCopilot.stream"
 ANCHOR = "ChatOpenAI.stream (anchor)"
@@ -240,6 +243,7 @@ def blocking(run: Run) -> dict[str, float]:
         INVOKE_FLOOR: per_call(invoke_floor(run, http)),
         "ChatOpenAI.invoke": per_call(lambda: anchor.invoke(QUESTION)),
     }
+    figures.update(_blocking_without_the_network(run, per_call))
     try:
         from llama_index.core.llms import ChatMessage
 
@@ -254,6 +258,39 @@ def blocking(run: Run) -> dict[str, float]:
         pass
     http.close()
     return figures
+
+
+def _blocking_without_the_network(
+    run: Run, per_call: Callable[[Callable[[], Any]], float]
+) -> dict[str, float]:
+    """The same three calls on an `httpx.MockTransport` that answers with one answer the emulator
+    gave: the CPU each costs, with no network wait in between (ours through an `http_client`
+    passed in, as a test would give it)."""
+    from langchain_haufe import ChatHaufeCopilot
+
+    answer = httpx.post(
+        run.url + ASSISTANT_CHAT,
+        json={"assistant_id": run.assistant_id, "messages": [{"role": "user", "content": QUESTION}]},
+        headers={"api-key": KEY},
+    ).content
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        request.read()
+        return httpx.Response(200, content=answer, headers={"content-type": "application/json"})
+
+    def http() -> httpx.Client:
+        return httpx.Client(transport=httpx.MockTransport(reply))
+
+    raw_http = http()
+    body = {"assistant_id": run.assistant_id, "messages": [{"role": "user", "content": QUESTION}]}
+    ours = ChatHaufeCopilot(api_key=KEY, base_url=run.url, assistant_id=run.assistant_id, http_client=http())
+    return {
+        NO_NETWORK + "raw": per_call(
+            lambda: raw_http.post(run.url + ASSISTANT_CHAT, json=body, headers={"api-key": KEY}).json()
+        ),
+        NO_NETWORK + INVOKE_FLOOR: per_call(invoke_floor(run, http())),
+        NO_NETWORK + "ChatHaufeCopilot.invoke": per_call(lambda: ours.invoke(QUESTION)),
+    }
 
 
 # -- 4. concurrency ----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from benchmarks.cases import ANCHOR, ANCHOR_LLAMA, CORE, OURS, OURS_LLAMA, RAW, ImportTimes
+from benchmarks.cases import ANCHOR, ANCHOR_LLAMA, CORE, NO_NETWORK, OURS, OURS_LLAMA, RAW, ImportTimes
 from benchmarks.harness import FLOOR_A, FLOOR_B, FLOOR_C, INVOKE_FLOOR, GcProfile, Scale, short
 from benchmarks.report import Table
 
@@ -151,6 +151,18 @@ def blocking(table: Table, calls: Mapping[str, float]) -> None:
             table,
             "ChatHaufeCopilot.invoke / LangChain's invoke + raw HTTP",
             calls["ChatHaufeCopilot.invoke"] / calls[INVOKE_FLOOR],
+        )
+    mocked = [NO_NETWORK + name for name in ("raw", INVOKE_FLOOR, "ChatHaufeCopilot.invoke")]
+    if all(name in calls for name in mocked):
+        table.record(
+            "invoke without the network (MockTransport): raw httpx / LangChain's + raw / ours",
+            " / ".join(f"{calls[name] * 1e6:.0f}" for name in mocked) + " us",
+            "per call, the CPU alone",
+        )
+        table.record(
+            "  ChatHaufeCopilot.invoke / LangChain's invoke + raw HTTP, without the network",
+            f"{calls[mocked[2]] / calls[mocked[1]]:.2f}x",
+            "(no target: the same calls with the network waits left out)",
         )
     if "HaufeCopilot.chat" in calls:
         li_over = calls["HaufeCopilot.chat"] - calls["raw assistant"]

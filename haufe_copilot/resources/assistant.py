@@ -97,7 +97,8 @@ class Assistant(Resource):
         the text so far) once no chunk has come for the read timeout (keep-alives do not count)
         or once `deadline` has passed.
         """
-        return AssistantStream(self._client._iterate(assistant_call(self._client, request, stream=True)))
+        call = assistant_call(self._client, request, stream=True)
+        return AssistantStream(self._client._iterate(call, batches=True), batched=True)
 
 
 class AsyncAssistant(Resource):

@@ -94,7 +94,7 @@ class Completions(Resource):
         if call.fmt is None:
             completion: ChatCompletion = self._client._request(call)
             return completion
-        chunks: Stream[ChatCompletionChunk] = Stream(self._client._iterate(call))
+        chunks: Stream[ChatCompletionChunk] = Stream(self._client._iterate(call, batches=True), batched=True)
         if stream:
             return chunks
         with chunks:

@@ -92,11 +92,12 @@ class HaufeCopilotClient(BaseClient, ClosesOnExit):
                     return cast("T", self._parsed(raw))
         raise AssertionError("the flow of a blocking call ended without its result")  # pragma: no cover
 
-    def _iterate(self, call: attempt.Call[T]) -> Generator[T | attempt.Opened, None, None]:
-        """A stream: `Opened` once its 2xx status has arrived, then its items."""
-        return self._drive(call)
+    def _iterate(self, call: attempt.Call[T], *, batches: bool = False) -> Generator[Any, None, None]:
+        """A stream: `Opened` once its 2xx status has arrived, then its items (`batches`: in the
+        lists one read completed, for a `Stream(..., batched=True)`)."""
+        return self._drive(call, batches=batches)
 
-    def _drive(self, call: attempt.Call[Any]) -> Generator[Any, None, None]:
+    def _drive(self, call: attempt.Call[Any], *, batches: bool = False) -> Generator[Any, None, None]:
         """Run the call's flow: do each step it yields, hand on everything else."""
         exchange = _Exchange(self, call.spec)
         stepper = attempt.Stepper(attempt.call_flow(self, call, cuts=False))
@@ -108,7 +109,10 @@ class HaufeCopilotClient(BaseClient, ClosesOnExit):
                     except Exception as exc:  # the flow decides: it raises what it does not handle
                         stepper.failure = exc
                 elif type(step) is attempt.Items:
-                    yield from step
+                    if batches:
+                        yield step
+                    else:
+                        yield from step
                 else:
                     yield step
         finally:

@@ -19,6 +19,7 @@ also schedules for a dropped async generator).
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Generator, Iterator
+from itertools import chain
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -79,17 +80,20 @@ class ClosesOnExit:
 
 class Stream(_Opening, ClosesOnExit, Generic[T]):
     """An iterator of decoded stream items; use it in a `with` block or just iterate it. The
-    request has been sent and answered when it is made (the module's rule)."""
+    request has been sent and answered when it is made (the module's rule). `batched`: after
+    its `Opened`, `items` yields lists of items (a read's, `attempt.Items`), which the stream
+    hands out one by one without a Python frame per item."""
 
-    __slots__ = ()
+    __slots__ = ("_source",)
 
-    def __init__(self, items: Generator[T | Opened, None, None]) -> None:
-        self._items: Generator[Any, None, None] = items
+    def __init__(self, items: Generator[Any, None, None], *, batched: bool = False) -> None:
+        self._source = items
         self._started = False
         self._opened = None
         opened = next(items)  # sends the request: what fails before the answer is raised here
         assert isinstance(opened, Opened)  # a stream's first item
         self._opened = opened
+        self._items: Iterator[Any] = chain.from_iterable(items) if batched else items
 
     def __iter__(self) -> Iterator[T]:
         # The items themselves, so that a `for` loop takes each straight from them (a call of
@@ -103,7 +107,7 @@ class Stream(_Opening, ClosesOnExit, Generic[T]):
 
     def close(self) -> None:
         """Stop reading and close the connection; safe to call twice."""
-        self._items.close()
+        self._source.close()
 
 
 class AsyncStream(_Opening, Generic[T]):
