@@ -34,6 +34,8 @@ class NDJSONLines:
         self._max_line_bytes = max_line_bytes
 
     def feed(self, data: bytes) -> list[bytes]:
+        if type(data) is not bytes:  # a transport may hand over a bytearray or a memoryview
+            data = bytes(data)
         end = data.rfind(b"\n")
         if end < 0:
             if data:

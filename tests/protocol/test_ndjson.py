@@ -163,3 +163,57 @@ def test_a_chunk_keeps_unknown_fields() -> None:
 def test_a_chunk_missing_its_ids_is_a_validation_error() -> None:
     with pytest.raises(APIResponseValidationError, match="message_id"):
         parse_chunk({"delta": {"content": "x"}, "thread_id": "t"})
+
+
+def test_pieces_of_other_bytes_types_are_read_as_bytes() -> None:
+    """A transport may hand over bytearrays or memoryviews: the lines are bytes all the same."""
+    decoder = NDJSONLines()
+    lines = (
+        decoder.feed(bytearray(b'{"a": 1}\n{"b"')) + decoder.feed(memoryview(b": 2}\n  \n")) + decoder.close()
+    )
+    assert lines == [b'{"a": 1}', b'{"b": 2}'] and all(type(line) is bytes for line in lines)
+
+
+chunk_objects = st.fixed_dictionaries(
+    {
+        "message_id": st.text(max_size=8),
+        "thread_id": st.text(max_size=8),
+        "delta": st.fixed_dictionaries(
+            {"content": st.text(max_size=12)}, optional={"role": st.sampled_from(["assistant", None])}
+        ),
+    },
+    optional={"created_at": st.text(max_size=8), "meta_data": json_values},
+)
+#: Lines a server might send among chunks: malformed, an error, not a chunk, two on one line.
+odd_lines = st.sampled_from(
+    [
+        b"{not json",
+        b'{"error_code": "internal_error", "detail": "x"}',
+        b"[1, 2]",
+        b'{"message_id": "m"}',
+        b'{"message_id": "m", "thread_id": "t", "delta": {"content": "a"}}, {"message_id": "m"}',
+        b'"text',
+        b"}",
+    ]
+)
+
+
+@given(st.lists(st.one_of(chunk_objects.map(lambda o: json.dumps(o).encode()), odd_lines), max_size=16))
+def test_lines_parsed_together_are_what_each_parses_to_alone(lines: list[bytes]) -> None:
+    """`parse_chunk_lines` gives the chunks `parse_chunk_line` gives line by line, or None when
+    any line would fail alone (the caller then reads them one by one)."""
+    from haufe_copilot.errors import APIError
+    from haufe_copilot.protocol.assistant import parse_chunk_line, parse_chunk_lines
+
+    alone: list[StreamChunk] | None = []
+    for line in lines:
+        try:
+            alone.append(parse_chunk_line(line))  # type: ignore[union-attr]
+        except APIError:
+            alone = None
+            break
+    together = parse_chunk_lines(lines)
+    if alone is None:
+        assert together is None
+    else:
+        assert together == alone
