@@ -103,8 +103,11 @@ class Turn:
         return self.thread_id is not None and isinstance(self.metadata.get("history_digest"), str)
 
 
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one, not one per call
+
+
 def canonical(segment: Sequence[Turn]) -> str:
-    return json.dumps([[t.role, t.text.strip()] for t in segment], ensure_ascii=False, separators=(",", ":"))
+    return _CANONICAL.encode([[t.role, t.text.strip()] for t in segment])
 
 
 def history_digest(parent: str, segment: Sequence[Turn]) -> str:
@@ -113,7 +116,13 @@ def history_digest(parent: str, segment: Sequence[Turn]) -> str:
 
 def system_digest(turns: Sequence[Turn]) -> str:
     """The digest of a history's system messages (of none, too)."""
-    return hashlib.sha256(canonical([t for t in turns if t.role == "system"]).encode("utf-8")).hexdigest()
+    systems = [t for t in turns if t.role == "system"]
+    if not systems:
+        return _NO_SYSTEM_DIGEST
+    return hashlib.sha256(canonical(systems).encode("utf-8")).hexdigest()
+
+
+_NO_SYSTEM_DIGEST = hashlib.sha256(canonical([]).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)

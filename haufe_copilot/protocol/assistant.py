@@ -56,6 +56,11 @@ Api = Literal["assistant", "platform"]
 MessageInput = Mapping[str, Any] | ChatMessage
 
 
+#: allow_nan=False: NaN and Infinity are not JSON, and a server would refuse them. (One encoder,
+#: not one per request as `json.dumps` with options makes.)
+_BODY_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 @dataclass(frozen=True, slots=True)
 class RequestSpec:
     """One API call, before transport: what both clients send and how they may retry it."""
@@ -76,8 +81,7 @@ class RequestSpec:
         if self.body is None:
             return None
         try:
-            # allow_nan=False: NaN and Infinity are not JSON, and a server would refuse them.
-            text = json.dumps(self.body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            text = _BODY_ENCODER.encode(self.body)
         except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidRequestError(
                 f"The request cannot be sent as JSON ({exc}); extra_body and the other fields may hold "
