@@ -5,7 +5,10 @@ LlamaIndex's `ChatResponse`). `copy_with` builds what `prototype.model_copy(upda
 returns, setting only the attributes pydantic documents on every model (`__dict__`,
 `__pydantic_fields_set__`, `__pydantic_extra__`, `__pydantic_private__`); `copier` checks that
 against `model_copy` once, on the adapter's own samples, and falls back to `model_copy` should a
-pydantic release lay models out differently.
+pydantic release lay models out differently. `prepared_copy` does the same for one prototype
+whose copies always set the same keys, with what depends only on those worked out once
+(LangChain's chunk, 2026-12-02: 2.0 us a delta, against 2.9 us by `copy_with` and 6.1 us
+validated).
 
 Kept because pydantic's public ways cost more than a tenth of an adapter's whole cost per delta
 (measured 2026-12, pydantic 2.14, best of 200 x 1,000 per delta, on a busy 2-core machine):
