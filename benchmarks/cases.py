@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from benchmarks.harness import (
-    ASSISTANT_CHAT,
     FLOOR_B,
     INVOKE_FLOOR,
     KEY,
@@ -29,6 +28,7 @@ from benchmarks.harness import (
     GcProfile,
     Run,
     Scale,
+    assistant_body,
     best_of,
     bulk,
     compile_our_packages,
@@ -39,6 +39,7 @@ from benchmarks.harness import (
     langchain_floors,
     loaded_modules,
 )
+from haufe_copilot.protocol.assistant import ASSISTANT_CHAT_PATH, ASSISTANT_STREAM_PATH
 
 if TYPE_CHECKING:
     from langchain_openai import ChatOpenAI
@@ -107,7 +108,7 @@ def streaming(run: Run) -> tuple[dict[str, dict[int, float]], dict[str, GcProfil
 
     url, assistant_id, scale = run.url, run.assistant_id, run.scale
     messages = [{"role": "user", "content": QUESTION}]
-    body = {"assistant_id": assistant_id, "messages": messages}
+    body = assistant_body(run)
     http = httpx.Client(timeout=60)
     core = HaufeCopilotClient(api_key=KEY, base_url=url)
 
@@ -115,7 +116,7 @@ def streaming(run: Run) -> tuple[dict[str, dict[int, float]], dict[str, GcProfil
         def run() -> None:
             with http.stream(
                 "POST",
-                url + "/agents/v1/chat/completions/stream",
+                url + ASSISTANT_STREAM_PATH,
                 json=body,
                 headers={"api-key": KEY, **bulk(n)},
             ) as response:
@@ -217,7 +218,7 @@ def blocking(run: Run) -> dict[str, float]:
     url, assistant_id = run.url, run.assistant_id
     http = httpx.Client(timeout=60)
     calls = run.scale.calls
-    assistant_body = {"assistant_id": assistant_id, "messages": [{"role": "user", "content": QUESTION}]}
+    body = assistant_body(run)
     completions_body = {"model": "haufe-copilot-default", "messages": [{"role": "user", "content": QUESTION}]}
 
     def per_call(call: Callable[[], Any]) -> float:
@@ -228,9 +229,7 @@ def blocking(run: Run) -> dict[str, float]:
     anchor = chat_openai(url)
     figures = {
         "raw assistant": per_call(
-            lambda: http.post(
-                url + "/agents/v1/chat/completions", json=assistant_body, headers={"api-key": KEY}
-            ).json()
+            lambda: http.post(url + ASSISTANT_CHAT_PATH, json=body, headers={"api-key": KEY}).json()
         ),
         "raw completions": per_call(
             lambda: http.post(
@@ -268,11 +267,8 @@ def _blocking_without_the_network(
     passed in, as a test would give it)."""
     from langchain_haufe import ChatHaufeCopilot
 
-    answer = httpx.post(
-        run.url + ASSISTANT_CHAT,
-        json={"assistant_id": run.assistant_id, "messages": [{"role": "user", "content": QUESTION}]},
-        headers={"api-key": KEY},
-    ).content
+    body = assistant_body(run)
+    answer = httpx.post(run.url + ASSISTANT_CHAT_PATH, json=body, headers={"api-key": KEY}).content
 
     def reply(request: httpx.Request) -> httpx.Response:
         request.read()
@@ -282,11 +278,10 @@ def _blocking_without_the_network(
         return httpx.Client(transport=httpx.MockTransport(reply))
 
     raw_http = http()
-    body = {"assistant_id": run.assistant_id, "messages": [{"role": "user", "content": QUESTION}]}
     ours = ChatHaufeCopilot(api_key=KEY, base_url=run.url, assistant_id=run.assistant_id, http_client=http())
     return {
         NO_NETWORK + "raw": per_call(
-            lambda: raw_http.post(run.url + ASSISTANT_CHAT, json=body, headers={"api-key": KEY}).json()
+            lambda: raw_http.post(run.url + ASSISTANT_CHAT_PATH, json=body, headers={"api-key": KEY}).json()
         ),
         NO_NETWORK + INVOKE_FLOOR: per_call(invoke_floor(run, http())),
         NO_NETWORK + "ChatHaufeCopilot.invoke": per_call(lambda: ours.invoke(QUESTION)),

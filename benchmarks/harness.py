@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from benchmarks import ROOT
+from haufe_copilot.protocol.assistant import ASSISTANT_CHAT_PATH, ASSISTANT_STREAM_PATH
 
 KEY = "sk-bench-" + secrets.token_hex(8)
 QUESTION = "Wie viele Urlaubstage stehen mir zu?"
@@ -28,8 +29,6 @@ FLOOR_A = "LangChain floor A (prepared chunk objects, no I/O)"
 FLOOR_B = "LangChain floor B (a chunk built per delta, no I/O)"
 FLOOR_C = "LangChain floor C (floor B over the raw httpx stream)"
 INVOKE_FLOOR = "LangChain's own invoke + the raw HTTP call"
-ASSISTANT_STREAM = "/agents/v1/chat/completions/stream"
-ASSISTANT_CHAT = "/agents/v1/chat/completions"
 
 #: A candidate at one size: given the number of deltas, the run to time (built before the timing).
 Candidate = Callable[[int], Callable[[], None]]
@@ -220,11 +219,11 @@ def langchain_floors(run: Run | None = None) -> dict[str, Candidate]:
         http = httpx.Client(timeout=60)
 
         def over_http(n: int) -> Callable[[], None]:
-            body = _assistant_body(run)
+            body = assistant_body(run)
 
             def chunks(_: list[Any]) -> Iterator[ChatGenerationChunk]:
                 with http.stream(
-                    "POST", run.url + ASSISTANT_STREAM, json=body, headers={"api-key": KEY, **bulk(n)}
+                    "POST", run.url + ASSISTANT_STREAM_PATH, json=body, headers={"api-key": KEY, **bulk(n)}
                 ) as response:
                     for line in response.iter_lines():
                         if line:
@@ -248,10 +247,10 @@ def invoke_floor(run: Run, http: httpx.Client) -> Callable[[], Any]:
     from langchain_core.messages import AIMessage
     from langchain_core.outputs import ChatGeneration, ChatResult
 
-    body = _assistant_body(run)
+    body = assistant_body(run)
 
     def generate(_: list[Any]) -> ChatResult:
-        data = http.post(run.url + ASSISTANT_CHAT, json=body, headers={"api-key": KEY}).json()
+        data = http.post(run.url + ASSISTANT_CHAT_PATH, json=body, headers={"api-key": KEY}).json()
         message = AIMessage(content=data["content"], id=data["id"])
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -259,7 +258,8 @@ def invoke_floor(run: Run, http: httpx.Client) -> Callable[[], Any]:
     return lambda: model.invoke(QUESTION)
 
 
-def _assistant_body(run: Run) -> dict[str, Any]:
+def assistant_body(run: Run) -> dict[str, Any]:
+    """The request body of every raw call to the Assistant API: the benchmark's one question."""
     return {"assistant_id": run.assistant_id, "messages": [{"role": "user", "content": QUESTION}]}
 
 
