@@ -545,3 +545,37 @@ def test_many_good_lines_in_one_read_arrive_whole_and_in_order() -> None:
     assert [c.delta.content for c in chunks] == [f"w{index} " for index in range(50)]
     assert [bool(c.delta.sources) for c in chunks] == [index % 7 == 0 for index in range(50)]
     assert chunks[7].delta.sources[0].content == "§ 3 Abs. 1 BUrlG"
+
+
+@pytest.mark.parametrize("given_http", [False, True], ids=["own pool", "http_client passed in"])
+async def test_every_request_carries_the_standing_headers(given_http: bool) -> None:
+    """The pools this package builds carry User-Agent, Accept and Accept-Encoding themselves; an
+    `http_client` passed in gets them with each request. Either way they are ours, on a plain
+    call (no extra or default headers), sync and async, and on a stream (with its own Accept)."""
+    answer = json.dumps({"id": "m", "content": "Hallo", "sources": [], "thread_id": "t"}).encode()
+    sync_http, async_http = (httpx.Client(), httpx.AsyncClient()) if given_http else (None, None)
+    try:
+        with RawServer("canned", head={"content-type": "application/json"}, payload=answer) as server:
+            with HaufeCopilotClient(api_key="sk-x", base_url=server.url, http_client=sync_http) as client:
+                client.assistant.chat(assistant_id=ASSISTANT_ID, messages=user())
+            async with AsyncHaufeCopilotClient(
+                api_key="sk-x", base_url=server.url, http_client=async_http
+            ) as async_client:
+                await async_client.assistant.chat(assistant_id=ASSISTANT_ID, messages=user())
+            blocking = list(server.requests)
+        with RawServer("canned", head=NDJSON_HEAD, payload=GOOD_LINES) as server:
+            with HaufeCopilotClient(api_key="sk-x", base_url=server.url, http_client=sync_http) as client:
+                assert len(list(client.assistant.stream(assistant_id=ASSISTANT_ID, messages=user()))) == 3
+            (streamed,) = server.requests
+    finally:
+        if sync_http is not None and async_http is not None:  # passed in: ours to close
+            sync_http.close()
+            await async_http.aclose()
+    assert len(blocking) == 2
+    for request in [*blocking, streamed]:
+        assert request.headers["user-agent"].startswith("haufe-copilot-python/")
+        assert request.headers["accept-encoding"] == "gzip, deflate"
+        assert request.headers["content-type"] == "application/json"
+        assert request.headers["api-key"] == "sk-x"
+    assert [r.headers["accept"] for r in blocking] == ["application/json"] * 2
+    assert streamed.headers["accept"] == "application/x-ndjson"
